@@ -1,0 +1,183 @@
+"""The ``omictl`` command: global options, sub-command groups, and the one error boundary.
+
+Commands are thin: parse, call one library/workflow function, render. Heavy imports
+(httpx, the sandbox) happen inside the commands that need them, so ``omictl --version``
+and ``omictl keys list`` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from omictl import __version__
+from omictl.cli.output import Output, render_error
+from omictl.config import Settings, resolve_settings
+from omictl.errors import ExitCode, OmictlError, UsageError
+
+app = typer.Typer(
+    name="omictl",
+    help=(
+        "Decommission OMI Domain Services with your master key: the provider wipes the "
+        "tenant and signs a receipt, then the App Registry revokes the binding.\n\n"
+        "Start with:  omictl demo"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,  # locals can hold key seeds (STYLE.md 2)
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class Invocation:
+    """What every command gets from the global options."""
+
+    settings: Settings
+    out: Output
+
+
+_json_mode_for_errors = False
+_debug = False
+
+
+def get_invocation(ctx: typer.Context) -> Invocation:
+    """The :class:`Invocation` built by the global callback."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Invocation):  # pragma: no cover - wiring bug
+        raise OmictlError("internal: global options were not parsed")
+    return obj
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"omictl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", help="Config profile to use [env: OMICTL_PROFILE].", show_default=False
+        ),
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="Registry base URL [env: OMICTL_REGISTRY]; "
+            "else the profile's; else derived from the AppID.",
+            show_default=False,
+        ),
+    ] = None,
+    home: Annotated[
+        str | None,
+        typer.Option(
+            "--home",
+            help="One folder for keys, state, receipts and config [env: OMICTL_HOME].",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text or json [env: OMICTL_OUTPUT]. json: exactly one JSON document on stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Global options."""
+    global _json_mode_for_errors, _debug
+    _debug = debug
+    if output is not None and output not in ("text", "json"):
+        raise UsageError(f"--output must be 'text' or 'json', not {output!r}")
+    _json_mode_for_errors = (output or os.environ.get("OMICTL_OUTPUT")) == "json"
+    settings = resolve_settings(
+        home=home, profile=profile, registry=registry, output=output, debug=debug
+    )
+    _json_mode_for_errors = settings.output == "json"
+    ctx.obj = Invocation(
+        settings=settings, out=Output(json_mode=_json_mode_for_errors, debug=debug)
+    )
+
+
+def _register() -> None:
+    from omictl.cli import keys
+
+    app.add_typer(keys.app, name="keys")
+
+    @app.command("demo")
+    def demo() -> None:
+        """The whole decommission against an embedded sandbox (coming with the decommission
+        issue)."""
+        print("omictl demo: coming with the decommission issue", file=sys.stderr)
+
+
+_register()
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit status; the single error boundary (STYLE.md 1).
+
+    Typer/Click run in standalone mode, so their own usage errors print and exit 2 by
+    themselves (whatever Click version Typer carries); every :class:`OmictlError` is
+    rendered here, once, with its exit code, and anything else is reported as a bug.
+    """
+    global _json_mode_for_errors, _debug
+    _json_mode_for_errors = os.environ.get("OMICTL_OUTPUT") == "json"
+    _debug = False
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="omictl", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return int(ExitCode.INTERNAL)
+    except OmictlError as exc:
+        if _debug:
+            traceback.print_exc()
+        render_error(exc, json_mode=_json_mode_for_errors)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("\nomictl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the boundary: a bug, not an expected failure
+        if _debug:
+            traceback.print_exc()
+        render_error(
+            OmictlError(
+                f"internal error: {type(exc).__name__}",
+                hint="this is a bug in omictl; re-run with --debug and report the traceback",
+            ),
+            json_mode=_json_mode_for_errors,
+        )
+        return int(ExitCode.INTERNAL)
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

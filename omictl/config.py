@@ -1,0 +1,226 @@
+"""Where omictl keeps things, and which settings apply.
+
+Settings resolve flag > environment > profile (``config.toml``) > default (CLI.md).
+With ``--home DIR`` / ``OMICTL_HOME`` every file lives under DIR; otherwise platformdirs'
+per-user folders are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from omictl.errors import UsageError
+from omictl.fsutil import atomic_write_bytes, read_capped
+
+APP_NAME = "omictl"
+DEFAULT_PROFILE = "default"
+DEFAULT_KEY_REF = "master"
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_CONCURRENCY = 8
+OUTPUT_FORMATS = ("text", "json")
+#: The settings a profile may hold, with their parsers (``config set`` checks values).
+PROFILE_KEYS = ("registry", "key", "timeout", "concurrency", "output")
+MAX_CONFIG_BYTES = 256 * 1024
+_PROFILE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every location omictl reads or writes."""
+
+    config_file: Path
+    keys_dir: Path
+    state_dir: Path
+    receipts_dir: Path
+    pins_file: Path
+
+    @classmethod
+    def for_home(cls, home: Path | None) -> Paths:
+        """Paths under ``home``, or platformdirs' per-user folders when ``home`` is None."""
+        if home is not None:
+            home = home.expanduser().absolute()
+            return cls(
+                config_file=home / "config.toml",
+                keys_dir=home / "keys",
+                state_dir=home / "state",
+                receipts_dir=home / "receipts",
+                pins_file=home / "known_registries.json",
+            )
+        import platformdirs  # lazy: only needed without --home
+
+        dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+        data = Path(dirs.user_data_dir)
+        return cls(
+            config_file=Path(dirs.user_config_dir) / "config.toml",
+            keys_dir=data / "keys",
+            state_dir=Path(dirs.user_state_dir) / "state",
+            receipts_dir=data / "receipts",
+            pins_file=data / "known_registries.json",
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one invocation."""
+
+    paths: Paths
+    profile: str = DEFAULT_PROFILE
+    registry: str | None = None
+    key: str = DEFAULT_KEY_REF
+    timeout: float = DEFAULT_TIMEOUT_S
+    concurrency: int = DEFAULT_CONCURRENCY
+    output: str = "text"
+    debug: bool = False
+    #: where each setting came from: "flag", "env", "profile" or "default"
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with command-level flags applied (flag beats everything)."""
+        given = {k: v for k, v in values.items() if v is not None}
+        sources = dict(self.sources)
+        sources.update({k: "flag" for k in given})
+        return replace(self, sources=sources, **given)
+
+
+def validate_profile_name(name: str) -> str:
+    """Profile names are 1-64 of ``[A-Za-z0-9_-]``."""
+    if not _PROFILE_RE.fullmatch(name):
+        raise UsageError(
+            f"profile name {name!r} is not valid", hint="use letters, digits, '_' and '-'"
+        )
+    return name
+
+
+def parse_setting(key: str, value: object, *, source: str) -> Any:
+    """Check one setting's value; raise :class:`UsageError` naming ``source`` if wrong."""
+    if key not in PROFILE_KEYS:
+        raise UsageError(
+            f"unknown setting {key!r} in {source}", hint=f"settings: {', '.join(PROFILE_KEYS)}"
+        )
+    if key in ("registry", "key"):
+        if not isinstance(value, str) or not value:
+            raise UsageError(f"{key} in {source} must be a non-empty string")
+        return value
+    if key == "timeout":
+        try:
+            timeout = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"timeout in {source} must be a number of seconds") from exc
+        if not 0 < timeout <= 600:
+            raise UsageError(f"timeout in {source} must be between 0 and 600 seconds")
+        return timeout
+    if key == "concurrency":
+        try:
+            conc = int(str(value))
+        except ValueError as exc:
+            raise UsageError(f"concurrency in {source} must be a whole number") from exc
+        if not 1 <= conc <= 256:
+            raise UsageError(f"concurrency in {source} must be between 1 and 256")
+        return conc
+    if value not in OUTPUT_FORMATS:
+        raise UsageError(f"output in {source} must be 'text' or 'json'")
+    return value
+
+
+def load_config(path: Path) -> dict[str, dict[str, Any]]:
+    """Read ``config.toml``: ``[profiles.NAME]`` tables of settings. Missing file: empty.
+
+    Raises :class:`UsageError` for a file that is not valid TOML or holds unknown settings.
+    """
+    if not path.exists():
+        return {}
+    raw = read_capped(path, limit=MAX_CONFIG_BYTES, error=UsageError)
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}", hint="fix it or remove it") from exc
+    profiles = doc.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise UsageError(f"{path}: 'profiles' must be a table")
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in profiles.items():
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: profiles.{name} must be a table")
+        out[name] = {
+            k: parse_setting(k, v, source=f"{path} [profiles.{name}]") for k, v in table.items()
+        }
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    # A JSON string with ensure_ascii is a valid TOML basic string.
+    return json.dumps(str(value), ensure_ascii=True)
+
+
+def save_config(path: Path, profiles: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write ``config.toml`` atomically (mode 0600)."""
+    lines = ["# omictl configuration: one [profiles.NAME] table per profile", ""]
+    for name in sorted(profiles):
+        validate_profile_name(name)
+        lines.append(f"[profiles.{name}]")
+        for key in sorted(profiles[name]):
+            lines.append(f"{key} = {_toml_value(profiles[name][key])}")
+        lines.append("")
+    atomic_write_bytes(path, "\n".join(lines).encode("utf-8"), error=UsageError)
+
+
+def resolve_settings(
+    *,
+    home: str | None,
+    profile: str | None,
+    registry: str | None,
+    output: str | None,
+    debug: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting: flag > environment > profile > default.
+
+    Raises :class:`UsageError` for a bad value at any layer, naming where it came from.
+    """
+    env = os.environ if env is None else env
+    home_value = home if home is not None else env.get("OMICTL_HOME") or None
+    paths = Paths.for_home(Path(home_value) if home_value else None)
+    profile_name = validate_profile_name(
+        profile if profile is not None else env.get("OMICTL_PROFILE") or DEFAULT_PROFILE
+    )
+    profiles = load_config(paths.config_file)
+    if profile_name not in profiles and profile_name != DEFAULT_PROFILE:
+        raise UsageError(
+            f"profile {profile_name!r} is not in {paths.config_file}",
+            hint=f"create it with: omictl --profile {profile_name} config set registry URL",
+        )
+    table = profiles.get(profile_name, {})
+    flags = {"registry": registry, "output": output}
+    env_names = {
+        "registry": "OMICTL_REGISTRY",
+        "key": "OMICTL_KEY",
+        "output": "OMICTL_OUTPUT",
+        "timeout": "OMICTL_TIMEOUT",
+        "concurrency": "OMICTL_CONCURRENCY",
+    }
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in PROFILE_KEYS:
+        flag = flags.get(key)
+        env_value = env.get(env_names[key]) or None
+        if flag is not None:
+            values[key], sources[key] = parse_setting(key, flag, source="the command line"), "flag"
+        elif env_value is not None:
+            values[key] = parse_setting(key, env_value, source=env_names[key])
+            sources[key] = "env"
+        elif key in table:
+            values[key], sources[key] = table[key], "profile"
+        else:
+            sources[key] = "default"
+    return Settings(paths=paths, profile=profile_name, debug=debug, sources=sources, **values)

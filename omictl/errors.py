@@ -1,0 +1,144 @@
+"""The one error tree of omictl.
+
+Every expected failure is an :class:`OmictlError` subclass carrying the exit code of
+``CLI.md`` ("Exit codes"), a stable machine-readable ``code`` and an optional ``hint``
+(what the user can do about it). Library code raises these (translating foreign
+exceptions with ``raise ... from exc``); the CLI catches them in exactly one place.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """Process exit statuses, as CLI.md fixes them."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    KEY = 3
+    REJECTED = 4
+    VERIFICATION = 5
+    UNAVAILABLE = 6
+    ABORTED = 7
+    PARTIAL = 8
+
+
+class OmictlError(Exception):
+    """Base of every expected omictl failure.
+
+    ``message`` is one line saying what is wrong; ``hint`` says what to do about it.
+    ``details`` holds extra machine-readable facts for ``-o json`` error objects.
+    """
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+        self.details: dict[str, Any] = dict(details or {})
+
+    def to_json(self) -> dict[str, Any]:
+        """The error as the JSON object printed with ``-o json``."""
+        out: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "exit_code": int(self.exit_code),
+        }
+        if self.hint:
+            out["hint"] = self.hint
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+class UsageError(OmictlError):
+    """Bad arguments or input files: nothing was attempted."""
+
+    exit_code = ExitCode.USAGE
+    code = "usage"
+
+
+class KeystoreError(OmictlError):
+    """A key or keystore problem: missing key, wrong passphrase, unsafe permissions."""
+
+    exit_code = ExitCode.KEY
+    code = "keystore"
+
+
+class RemoteRejected(OmictlError):
+    """A remote side answered with a problem+json 4xx (PROTOCOL.md section 5)."""
+
+    exit_code = ExitCode.REJECTED
+    code = "remote_rejected"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        problem_type: str,
+        title: str = "",
+        detail: str = "",
+        problem: dict[str, Any] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        short = problem_type.removeprefix("urn:omi:error:") if problem_type else "rejected"
+        super().__init__(
+            message,
+            hint=hint,
+            code=short,
+            details={"status": status, "type": problem_type, "title": title, "detail": detail},
+        )
+        self.status = status
+        self.problem_type = problem_type
+        self.title = title
+        self.detail = detail
+        self.problem: dict[str, Any] = dict(problem or {})
+
+
+class VerificationError(OmictlError):
+    """A signature, id or answer did not verify: nothing that depends on it was done."""
+
+    exit_code = ExitCode.VERIFICATION
+    code = "verification_failed"
+
+
+class ProtocolError(VerificationError):
+    """A peer's answer broke the wire contract (not JSON, too large, wrong shape)."""
+
+    code = "protocol_error"
+
+
+class RemoteUnavailable(OmictlError):
+    """Timeouts, connection errors, 5xx after retries."""
+
+    exit_code = ExitCode.UNAVAILABLE
+    code = "remote_unavailable"
+
+
+class Aborted(OmictlError):
+    """The user declined at the confirmation prompt."""
+
+    exit_code = ExitCode.ABORTED
+    code = "aborted"
+
+
+class PartiallyDone(OmictlError):
+    """The provider terminated but the registry has not revoked yet; re-run to resume."""
+
+    exit_code = ExitCode.PARTIAL
+    code = "partially_done"
