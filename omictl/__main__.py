@@ -1,6 +1,6 @@
 """``python -m omictl``."""
 
-from omictl.cli.app import main
+from omictl.cli import main
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,6 +135,8 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
     """
     if not path.exists():
         return {}
+    import tomllib  # lazy: most runs have no config file
+
     raw = read_capped(path, limit=MAX_CONFIG_BYTES, error=UsageError)
     try:
         doc = tomllib.loads(raw.decode("utf-8"))

@@ -61,7 +61,7 @@ class OmictlError(Exception):
         if self.hint:
             out["hint"] = self.hint
         if self.details:
-            out["details"] = self.details
+            out["details"] = dict(self.details)  # a copy: callers may add to either
         return out
 
 

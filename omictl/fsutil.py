@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,8 @@ def atomic_write_bytes(
     Raises ``error`` on any OS failure, after removing the temporary file; the target is
     then untouched.
     """
+    import secrets
+
     ensure_private_dir(path.parent, error=error)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:

@@ -120,19 +120,60 @@ def main_callback(
     )
 
 
-def _register() -> None:
-    from omictl.cli import keys
+#: Sub-commands in help order: name -> (module, attribute, kind). Registered lazily, so a
+#: run imports only the command module it needs (start-up time; see
+#: tests/benchmarks/startup.py); ``--help`` and unknown names register them all.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "decommission": ("omictl.cli.decommission", "decommission_command", "command"),
+    "status": ("omictl.cli.status", "status_command", "command"),
+    "keys": ("omictl.cli.keys", "app", "group"),
+    "receipts": ("omictl.cli.receipts", "app", "group"),
+    "registry": ("omictl.cli.registry", "app", "group"),
+    "config": ("omictl.cli.config_cmd", "app", "group"),
+    "sandbox": ("omictl.cli.sandbox", "sandbox", "command"),
+    "demo": ("omictl.cli.demo", "demo_command", "command"),
+}
+_registered: set[str] = set()
+#: Global options that take a value, to find the sub-command name in argv.
+_VALUE_OPTIONS = {"--profile", "--registry", "--home", "--output", "-o"}
 
-    app.add_typer(keys.app, name="keys")
 
-    @app.command("demo")
-    def demo() -> None:
-        """The whole decommission against an embedded sandbox (coming with the decommission
-        issue)."""
-        print("omictl demo: coming with the decommission issue", file=sys.stderr)
+def _command_name(args: list[str]) -> str | None:
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == "--":
+            return None
+        if arg.startswith("-"):
+            skip = arg in _VALUE_OPTIONS
+            continue
+        return arg
+    return None
 
 
-_register()
+def _register(args: list[str] | None = None) -> None:
+    """Register the sub-command named in ``args`` (or all of them) on the Typer app."""
+    import importlib
+
+    name = _command_name(args) if args is not None else None
+    names = [name] if name in _COMMANDS else list(_COMMANDS)
+    for command in names:
+        if command in _registered:
+            continue
+        module_name, attr, kind = _COMMANDS[command]
+        target = getattr(importlib.import_module(module_name), attr)
+        if kind == "group":
+            app.add_typer(target, name=command)
+        else:
+            helptext = getattr(importlib.import_module(module_name), "HELP", None)
+            app.command(command, help=helptext)(target)
+        _registered.add(command)
+    # keep the help listing in a stable order, whatever was registered first
+    order = list(_COMMANDS)
+    app.registered_commands.sort(key=lambda c: order.index(c.name or ""))
+    app.registered_groups.sort(key=lambda g: order.index(g.name or ""))
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -147,6 +188,7 @@ def run(argv: list[str] | None = None) -> int:
     _debug = False
     args = sys.argv[1:] if argv is None else argv
     try:
+        _register(args)
         app(args=args, prog_name="omictl", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any, TextIO
 
 from omictl.errors import OmictlError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _no_color() -> bool:
@@ -27,27 +27,32 @@ class Output:
     def __init__(self, *, json_mode: bool, debug: bool = False) -> None:
         self.json_mode = json_mode
         self.debug = debug
-        self.err = Console(
-            file=sys.stderr,
-            no_color=_no_color(),
-            highlight=False,
-            soft_wrap=True,
-        )
-        self.out = Console(
-            file=sys.stdout,
-            no_color=_no_color(),
-            highlight=False,
-            soft_wrap=True,
-        )
+        self._err: Console | None = None
+        self._out: Console | None = None
+
+    # Rich is imported on first use, not at start-up: `omictl --version` never needs it.
+    @property
+    def err(self) -> Console:
+        """The Rich console on stderr (talk)."""
+        if self._err is None:
+            self._err = _console(sys.stderr)
+        return self._err
+
+    @property
+    def out(self) -> Console:
+        """The Rich console on stdout (data)."""
+        if self._out is None:
+            self._out = _console(sys.stdout)
+        return self._out
 
     # ---- data (stdout)
     def emit_json(self, payload: Any) -> None:
         """Write ``payload`` as the one JSON document on stdout."""
         write_json(payload, sys.stdout)
 
-    def line(self, text: str = "", *, style: str | None = None) -> None:
-        """Print a plain data line on stdout (no markup interpretation)."""
-        self.out.print(text, style=style, markup=False, highlight=False)
+    def line(self, text: str = "") -> None:
+        """Print a plain data line on stdout: no markup, no highlighting, no wrapping."""
+        print(text, file=sys.stdout, flush=True)
 
     def result(self, payload: Any, text: str) -> None:
         """JSON payload with ``-o json``, else ``text`` on stdout."""
@@ -58,16 +63,29 @@ class Output:
 
     # ---- talk (stderr)
     def info(self, text: str, *, markup: bool = False) -> None:
-        """A progress or information line on stderr."""
-        self.err.print(text, markup=markup, highlight=False)
+        """A progress or information line on stderr (Rich markup only when asked)."""
+        if markup:
+            self.err.print(text, markup=True, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def warn(self, text: str) -> None:
         """A warning on stderr."""
+        from rich.markup import escape
+
         self.err.print(f"[yellow]warning:[/yellow] {escape(text)}")
 
     def success(self, text: str) -> None:
         """A success line on stderr."""
+        from rich.markup import escape
+
         self.err.print(f"[green]✓[/green] {escape(text)}")
+
+
+def _console(stream: TextIO) -> Console:
+    from rich.console import Console
+
+    return Console(file=stream, no_color=_no_color(), highlight=False, soft_wrap=True)
 
 
 def write_json(payload: Any, stream: TextIO) -> None:
@@ -81,7 +99,9 @@ def render_error(exc: OmictlError, *, json_mode: bool) -> None:
     error object on stdout with ``-o json`` (the one-line message still goes to stderr)."""
     if json_mode:
         write_json({"error": exc.to_json()}, sys.stdout)
-    console = Console(file=sys.stderr, no_color=_no_color(), highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console = _console(sys.stderr)
     console.print(f"[red]omictl: error:[/red] {escape(exc.message)}")
     if exc.hint:
         console.print(f"hint: {escape(exc.hint)}")

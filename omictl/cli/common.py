@@ -1,0 +1,46 @@
+"""Small helpers shared by command modules: key loading, prompts, TTY checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omictl.cli.app import Invocation
+
+if TYPE_CHECKING:
+    from omictl.core.envelope import Signer
+
+
+def stdin_is_tty() -> bool:
+    """True when a person can answer a prompt on stdin."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def ask(prompt: str) -> str | None:
+    """Prompt on stderr and read one line from stdin; None on end of input."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        return None
+    return line.rstrip("\r\n")
+
+
+def load_key(inv: Invocation, ref: str | None, passphrase_file: Path | None) -> Signer:
+    """Unlock the signing key ``ref`` (default: settings' key), once.
+
+    Raises :class:`~omictl.errors.KeystoreError` (exit 3) when it cannot.
+    """
+    from omictl.keyref import load_signer
+    from omictl.keystore import PassphraseSource
+
+    return load_signer(
+        ref or inv.settings.key,
+        keys_dir=inv.settings.paths.keys_dir,
+        passphrases=PassphraseSource(passphrase_file=passphrase_file),
+        warn=inv.out.warn,
+    )

@@ -1,0 +1,108 @@
+"""``omictl config``: profiles in config.toml."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from omictl.cli.app import get_invocation
+from omictl.config import PROFILE_KEYS, load_config, parse_setting, save_config
+from omictl.errors import UsageError
+
+app = typer.Typer(
+    help="Show and change settings. Settings resolve: flag > environment > profile in "
+    "config.toml > default. Keys: " + ", ".join(PROFILE_KEYS) + ".",
+    no_args_is_help=True,
+)
+
+
+def _check_key(key: str) -> None:
+    if key not in PROFILE_KEYS:
+        raise UsageError(f"unknown setting {key!r}", hint=f"settings: {', '.join(PROFILE_KEYS)}")
+
+
+@app.command("show")
+def show_command(ctx: typer.Context) -> None:
+    """Every setting in effect for this profile, and where it comes from."""
+    inv = get_invocation(ctx)
+    s = inv.settings
+    values = {
+        "registry": s.registry,
+        "key": s.key,
+        "timeout": s.timeout,
+        "concurrency": s.concurrency,
+        "output": s.output,
+    }
+    doc = {
+        "profile": s.profile,
+        "config_file": str(s.paths.config_file),
+        "home": {
+            "keys": str(s.paths.keys_dir),
+            "state": str(s.paths.state_dir),
+            "receipts": str(s.paths.receipts_dir),
+            "pins": str(s.paths.pins_file),
+        },
+        "settings": {
+            k: {"value": v, "source": s.sources.get(k, "default")} for k, v in values.items()
+        },
+    }
+    if inv.out.json_mode:
+        inv.out.emit_json(doc)
+        return
+    inv.out.line(f"profile  {s.profile}  ({s.paths.config_file})")
+    for key, entry in doc["settings"].items():  # type: ignore[attr-defined]
+        shown = "-" if entry["value"] is None else entry["value"]
+        inv.out.line(f"{key:<12} {shown!s:<40} ({entry['source']})")
+
+
+@app.command("get")
+def get_command(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Setting.")]) -> None:
+    """Print one setting's effective value (empty line and exit 0 when unset)."""
+    _check_key(key)
+    inv = get_invocation(ctx)
+    value = getattr(inv.settings, key)
+    source = inv.settings.sources.get(key, "default")
+    inv.out.result(
+        {"key": key, "value": value, "source": source}, "" if value is None else str(value)
+    )
+
+
+@app.command("set")
+def set_command(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Setting.")],
+    value: Annotated[str, typer.Argument(help="Value.")],
+) -> None:
+    """Set a setting in the current profile (``--profile``), creating it if needed."""
+    _check_key(key)
+    inv = get_invocation(ctx)
+    path = inv.settings.paths.config_file
+    parsed = parse_setting(key, value, source="the command line")
+    if key == "registry":
+        from omictl.transport.http import check_url
+
+        check_url(parsed, insecure=True, what="registry")
+    profiles = load_config(path)
+    profiles.setdefault(inv.settings.profile, {})[key] = parsed
+    save_config(path, profiles)
+    inv.out.result(
+        {"profile": inv.settings.profile, "key": key, "value": parsed},
+        f"{inv.settings.profile}.{key} = {parsed}",
+    )
+
+
+@app.command("unset")
+def unset_command(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Setting.")]) -> None:
+    """Remove a setting from the current profile."""
+    _check_key(key)
+    inv = get_invocation(ctx)
+    path = inv.settings.paths.config_file
+    profiles = load_config(path)
+    removed = profiles.get(inv.settings.profile, {}).pop(key, None) is not None
+    if removed:
+        save_config(path, profiles)
+    inv.out.result(
+        {"profile": inv.settings.profile, "key": key, "removed": removed},
+        f"{inv.settings.profile}.{key} " + ("removed" if removed else "was not set"),
+    )

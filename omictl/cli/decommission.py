@@ -1,0 +1,373 @@
+"""``omictl decommission``: provider cleanup, then registry revocation."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from omictl.cli.app import Invocation, get_invocation
+from omictl.cli.common import ask, load_key, stdin_is_tty
+from omictl.cli.output import render_error
+from omictl.cli.render import StepPrinter, render_plan, result_text, summary_json
+from omictl.errors import OmictlError, UsageError
+
+if TYPE_CHECKING:
+    from omictl.core.envelope import Signer
+    from omictl.workflow.decommission import Plan, Result, Target
+    from omictl.workflow.session import Session
+
+HELP = """Decommission a Domain Service: the provider wipes the tenant and signs a
+termination receipt; the App Registry verifies it and revokes the binding.
+
+Steps: resolve the binding and check your key is the app's master key; confirm (type the
+service id, or --yes); sign and send the DELETE; verify the receipt; sign and send the
+unbind with the receipt; verify the registry's signed record; re-read the binding;
+archive the evidence bundle. An interrupted run, re-run with the same arguments, resumes
+without a second DELETE.
+
+Examples:
+
+  omictl decommission org.omiappreg.alice.shop.7f8a9d cms-article-77
+
+  omictl decommission APP_ID SERVICE_ID --yes -o json      # CI: no prompt
+
+  omictl decommission APP_ID --all --yes --concurrency 16  # every ACTIVE binding
+
+  omictl decommission --from plan.json --yes
+
+Exit codes: 0 done (or already revoked), 2 usage, 3 key, 4 rejected by a remote,
+5 verification failed, 6 remote unavailable, 7 declined, 8 provider done but registry
+not yet (re-run to resume).
+"""
+
+
+def decommission_command(
+    ctx: typer.Context,
+    app_id: Annotated[str | None, typer.Argument(help="The AppID.", show_default=False)] = None,
+    service_id: Annotated[
+        str | None, typer.Argument(help="The service to decommission.", show_default=False)
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Key reference: NAME, file:PATH or env:VAR "
+            "[env: OMICTL_KEY; default: profile's key, else 'master'].",
+            show_default=False,
+        ),
+    ] = None,
+    data_handling: Annotated[
+        str, typer.Option("--data-handling", help="wipe (default) or retain.")
+    ] = "wipe",
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Consent without a prompt (needs explicit "
+            "APP_ID and SERVICE_ID, --all, or --from).",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the signed envelopes; send nothing.")
+    ] = False,
+    skip_provider: Annotated[
+        bool,
+        typer.Option(
+            "--skip-provider",
+            help="Revoke in the registry without a provider "
+            "receipt (for a provider that is gone). The tenant is NOT wiped.",
+        ),
+    ] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="Override the provider endpoint from the binding.",
+            show_default=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow plain http:// to non-loopback hosts (TLS is still verified for https).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", help="Connect/read timeout in seconds [default: 10].", show_default=False
+        ),
+    ] = None,
+    all_services: Annotated[
+        bool, typer.Option("--all", help="Every ACTIVE binding of APP_ID (needs --yes).")
+    ] = False,
+    plan_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="A plan file (JSON list of {app_id, "
+            "service_id, data_handling?, skip_provider?}); - for stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            help="Services at once with --all/--from [default: 8].",
+            show_default=False,
+        ),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--passphrase-file",
+            help="Read the key's passphrase from "
+            "this file [else OMICTL_PASSPHRASE, else a prompt].",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    inv = get_invocation(ctx)
+    settings = inv.settings.with_overrides(timeout=timeout, concurrency=concurrency)
+    inv = Invocation(settings=settings, out=inv.out)
+    from omictl.workflow.decommission import Target
+
+    batch = bool(plan_file) or all_services
+    if plan_file and (app_id or service_id or all_services):
+        raise UsageError("--from takes no APP_ID, SERVICE_ID or --all")
+    if all_services and (not app_id or service_id):
+        raise UsageError("--all takes an APP_ID and no SERVICE_ID")
+    if not batch and not (app_id and service_id):
+        raise UsageError(
+            "decommission needs APP_ID and SERVICE_ID (or --all, or --from)",
+            hint="omictl decommission --help shows examples",
+        )
+    if endpoint and batch:
+        raise UsageError("--endpoint applies to one service, not to --all or --from")
+    if data_handling not in ("wipe", "retain"):
+        raise UsageError(f"--data-handling must be wipe or retain, not {data_handling!r}")
+    if all_services and not yes and not dry_run:
+        raise UsageError(
+            "--all needs --yes: it removes every ACTIVE binding of the app",
+            hint=f"omictl decommission {app_id} --all --yes",
+        )
+    if not yes and not dry_run and not stdin_is_tty():
+        # checked before anything is read or sent; CI=true is never consent (CLI.md)
+        raise UsageError(
+            "refusing to decommission without confirmation: stdin is not a terminal and "
+            "--yes was not given",
+            hint="pass --yes with an explicit APP_ID and SERVICE_ID (or --from PLAN)",
+        )
+
+    if not batch:
+        assert app_id is not None and service_id is not None
+        target = Target(app_id, service_id, data_handling, skip_provider).validate()
+        signer = load_key(inv, key, passphrase_file)
+        _run_single(
+            inv, target, signer, yes=yes, dry_run=dry_run, endpoint=endpoint, insecure=insecure
+        )
+        return
+
+    from omictl.workflow.batch import load_plan
+
+    targets: list[Target] | None = None
+    if plan_file:
+        targets = load_plan(plan_file)
+        if skip_provider or data_handling != "wipe":
+            raise UsageError("with --from, set data_handling/skip_provider per entry in the plan")
+    else:
+        from omictl.core.appid import parse_app_id
+
+        parse_app_id(app_id or "")
+    signer = load_key(inv, key, passphrase_file)
+    _run_many(
+        inv,
+        signer,
+        targets,
+        app_id=app_id,
+        data_handling=data_handling,
+        skip_provider=skip_provider,
+        yes=yes,
+        dry_run=dry_run,
+        insecure=insecure,
+    )
+
+
+def _confirm_single(inv: Invocation) -> Callable[[Plan], bool]:
+    def confirm(plan: Plan) -> bool:
+        render_plan(inv.out, plan)
+        answer = ask(f"Type the service id ({plan.target.service_id}) to confirm: ")
+        return answer is not None and answer.strip() == plan.target.service_id
+
+    return confirm
+
+
+def _run_single(
+    inv: Invocation,
+    target: Target,
+    signer: Signer,
+    *,
+    yes: bool,
+    dry_run: bool,
+    endpoint: str | None,
+    insecure: bool,
+) -> None:
+    from omictl.transport.http import check_url
+    from omictl.workflow.decommission import Deps, decommission
+    from omictl.workflow.session import open_session, registry_url_for_app
+
+    out = inv.out
+    if endpoint:
+        endpoint = check_url(endpoint, insecure=insecure, what="--endpoint")
+    if target.skip_provider:
+        out.warn(
+            "--skip-provider: the registry will revoke the binding WITHOUT a provider "
+            "receipt; the provider is not asked to wipe the tenant or stop billing"
+        )
+    registry_url = registry_url_for_app(inv.settings, target.app_id)
+    with open_session(inv.settings, registry_url=registry_url, insecure=insecure) as session:
+        deps = Deps(
+            registry=session.registry,
+            provider=session.provider,
+            signer=signer,
+            journals=session.journals,
+            archive=session.archive,
+            registry_url=session.registry_url,
+            events=StepPrinter(out),
+            confirm=None if yes else _confirm_single(inv),
+            endpoint_override=endpoint,
+            dry_run=dry_run,
+        )
+        try:
+            result = decommission(target, deps)
+        except OmictlError as exc:
+            if out.json_mode:
+                partial = exc.details.get("result")
+                render_error(exc, json_mode=False)
+                out.emit_json(partial if partial is not None else {"error": exc.to_json()})
+                raise typer.Exit(int(exc.exit_code)) from exc
+            raise
+    _render_result(inv, result)
+
+
+def _render_result(inv: Invocation, result: Result) -> None:
+    out = inv.out
+    if out.json_mode:
+        out.emit_json(result.to_json())
+        return
+    if result.status == "DRY_RUN" and result.dry_run is not None:
+        out.info("dry run: these envelopes would be sent (nothing was sent)")
+        out.line(json.dumps(result.dry_run, indent=2, ensure_ascii=False))
+        return
+    out.line(result_text(result))
+
+
+def _run_many(
+    inv: Invocation,
+    signer: Signer,
+    targets: list[Target] | None,
+    *,
+    app_id: str | None,
+    data_handling: str,
+    skip_provider: bool,
+    yes: bool,
+    dry_run: bool,
+    insecure: bool,
+) -> None:
+    from omictl.workflow.batch import run_batch, worst_exit_code
+    from omictl.workflow.decommission import Deps, Target
+    from omictl.workflow.session import open_session, registry_url_for_app
+
+    out = inv.out
+    settings = inv.settings
+    sessions: dict[str, Session] = {}
+    lock = threading.Lock()
+    with contextlib.ExitStack() as stack:
+
+        def session_for(target_app: str) -> Session:
+            url = registry_url_for_app(settings, target_app)
+            with lock:
+                if url not in sessions:
+                    sessions[url] = stack.enter_context(
+                        open_session(settings, registry_url=url, insecure=insecure)
+                    )
+                return sessions[url]
+
+        if targets is None:
+            assert app_id is not None
+            bindings = session_for(app_id).registry.list_services(app_id, active_only=True)
+            targets = [
+                Target(app_id, b.service_id, data_handling, skip_provider).validate()
+                for b in bindings
+                if b.status == "ACTIVE"
+            ]
+            out.info(f"{len(targets)} ACTIVE binding(s) of {app_id} will be decommissioned:")
+        else:
+            out.info(f"plan: {len(targets)} service(s) will be decommissioned:")
+        for t in targets:
+            extra = " (skip provider)" if t.skip_provider else ""
+            out.info(f"  {t.app_id}/{t.service_id}  {t.data_handling}{extra}")
+        if not targets:
+            out.result(summary_json([], 0), "nothing to decommission")
+            return
+        if not yes and not dry_run:
+            answer = ask(f"Type the number of services ({len(targets)}) to confirm: ")
+            if answer is None or answer.strip() != str(len(targets)):
+                from omictl.errors import Aborted
+
+                raise Aborted("declined at the confirmation prompt; nothing was sent")
+
+        printer = StepPrinter(out, prefix=True, quiet=True)
+        done_count = [0]
+        progress = None
+        task = None
+        if out.err.is_terminal:
+            from rich.progress import Progress
+
+            progress = stack.enter_context(Progress(console=out.err, transient=True))
+            task = progress.add_task("decommissioning", total=len(targets))
+
+        def on_result(result: Result) -> None:
+            with lock:
+                done_count[0] += 1
+                if progress is not None and task is not None:
+                    progress.advance(task)
+                else:
+                    out.info(f"[{done_count[0]}/{len(targets)}] {result_text(result)}")
+
+        def deps_for(target: Target) -> Deps:
+            session = session_for(target.app_id)
+            return Deps(
+                registry=session.registry,
+                provider=session.provider,
+                signer=signer,
+                journals=session.journals,
+                archive=session.archive,
+                registry_url=session.registry_url,
+                events=printer,
+                confirm=None,
+                dry_run=dry_run,
+            )
+
+        results = run_batch(
+            targets, deps_for, concurrency=settings.concurrency, on_result=on_result
+        )
+    code = worst_exit_code([r.exit_code for r in results])
+    if out.json_mode:
+        out.emit_json(summary_json(results, code))
+    else:
+        for result in results:
+            out.line(result_text(result))
+        counts = summary_json(results, code)["summary"]
+        out.info("summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,160 @@
+"""``omictl receipts``: the local archive of evidence bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from omictl.cli.app import get_invocation
+from omictl.errors import UsageError
+
+app = typer.Typer(
+    help="The local archive of termination receipts and revocation records (evidence "
+    "bundles), and offline verification of a bundle.",
+    no_args_is_help=True,
+)
+
+
+def _summary(path: Path, bundle: dict[str, Any]) -> dict[str, Any]:
+    record = bundle.get("revocation_record") or {}
+    data = record.get("data", {}) if isinstance(record, dict) else {}
+    receipt = bundle.get("termination_receipt") or {}
+    rdata = receipt.get("data", {}) if isinstance(receipt, dict) else {}
+    return {
+        "bundle_id": bundle.get("bundle_id"),
+        "app_id": bundle.get("app_id"),
+        "service_id": bundle.get("service_id"),
+        "receipt_id": rdata.get("receipt_id") if isinstance(rdata, dict) else None,
+        "revoked_at": data.get("revoked_at") if isinstance(data, dict) else None,
+        "path": str(path),
+    }
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    app_id: Annotated[str | None, typer.Argument(help="Only this app.", show_default=False)] = None,
+) -> None:
+    """List archived evidence bundles (oldest first)."""
+    from omictl.workflow.archive import Archive
+
+    inv = get_invocation(ctx)
+    if app_id is not None:
+        from omictl.core.appid import parse_app_id
+
+        parse_app_id(app_id)
+    rows = [_summary(p, b) for p, b in Archive(inv.settings.paths.receipts_dir).bundles(app_id)]
+    if inv.out.json_mode:
+        inv.out.emit_json({"receipts": rows})
+        return
+    if not rows:
+        inv.out.info(f"no receipts in {inv.settings.paths.receipts_dir}")
+        return
+    for row in rows:
+        inv.out.line(
+            f"{row['bundle_id']}  {row['app_id']}/{row['service_id']}  "
+            f"revoked_at={row['revoked_at']}"
+        )
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context,
+    receipt_id: Annotated[str, typer.Argument(help="Receipt id or bundle id.")],
+) -> None:
+    """Print one evidence bundle (JSON) from the archive."""
+    from omictl.workflow.archive import Archive
+
+    inv = get_invocation(ctx)
+    path, bundle = Archive(inv.settings.paths.receipts_dir).find(receipt_id)
+    if inv.out.json_mode:
+        inv.out.emit_json(bundle)
+    else:
+        inv.out.info(f"# {path}")
+        inv.out.line(json.dumps(bundle, indent=2, ensure_ascii=False))
+
+
+@app.command("export")
+def export_command(
+    ctx: typer.Context,
+    receipt_id: Annotated[str, typer.Argument(help="Receipt id or bundle id.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write an evidence bundle to a file, for an auditor (``receipts verify`` checks it)."""
+    from omictl.fsutil import atomic_write_json
+    from omictl.workflow.archive import Archive
+
+    inv = get_invocation(ctx)
+    _, bundle = Archive(inv.settings.paths.receipts_dir).find(receipt_id)
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists", hint="pass --force to overwrite it")
+    atomic_write_json(out, bundle, mode=0o644, error=UsageError)
+    inv.out.result({"path": str(out), "bundle_id": bundle.get("bundle_id")}, str(out))
+
+
+@app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    bundle_file: Annotated[Path, typer.Argument(help="An evidence bundle (JSON).")],
+    master_key: Annotated[
+        str | None,
+        typer.Option(
+            "--master-key", help="Require this master public key (hex).", show_default=False
+        ),
+    ] = None,
+    registry_key: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-key", help="Require this registry public key (hex).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Verify an evidence bundle offline: every signature and every id.
+
+    Exit 0 when it verifies, 5 when any check fails, 2 when the file is not a bundle.
+    """
+    from omictl.core.envelope import parse_hex
+    from omictl.core.evidence import verify_bundle
+    from omictl.errors import ProtocolError
+    from omictl.workflow.archive import Archive
+
+    inv = get_invocation(ctx)
+    bundle = Archive.load(bundle_file)
+    expect_master = (
+        parse_hex(master_key, field="--master-key", length=32, error=UsageError)
+        if master_key
+        else None
+    )
+    expect_registry = (
+        parse_hex(registry_key, field="--registry-key", length=32, error=UsageError)
+        if registry_key
+        else None
+    )
+    try:
+        report = verify_bundle(
+            bundle, expect_master_key=expect_master, expect_registry_key=expect_registry
+        )
+    except ProtocolError as exc:
+        if exc.code == "protocol_error" and "bundle" in exc.message:
+            raise UsageError(exc.message) from exc
+        raise
+    if inv.out.json_mode:
+        inv.out.emit_json(report.to_json())
+        return
+    inv.out.success(f"bundle {report.bundle_id} verifies")
+    for check in report.checks:
+        inv.out.info(f"  ✓ {check}")
+    inv.out.line(
+        f"VERIFIED {report.app_id}/{report.service_id} receipt={report.receipt_id} "
+        f"revoked_at={report.revoked_at} master={report.master_key_id} "
+        f"service={report.service_key_id} registry={report.registry_key_id}"
+    )
+    if expect_master is None or expect_registry is None:
+        inv.out.info(
+            "note: keys were taken from the bundle itself; compare the key ids above "
+            "with keys you trust, or pass --master-key/--registry-key"
+        )

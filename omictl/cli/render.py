@@ -1,0 +1,98 @@
+"""Render workflow events and results as text (stderr for progress, stdout for data)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from omictl.cli.output import Output
+
+if TYPE_CHECKING:
+    from omictl.workflow.decommission import Plan, Result, StepEvent
+
+_MARKS = {
+    "done": "[green]✓[/green]",
+    "skipped": "[dim]-[/dim]",
+    "warning": "[yellow]![/yellow]",
+    "failed": "[red]✗[/red]",
+}
+
+
+class StepPrinter:
+    """Prints one line per finished step on stderr (and the starting step on a TTY).
+
+    Thread-safe, so a batch can share it; ``prefix`` adds the service id to each line.
+    """
+
+    def __init__(self, out: Output, *, prefix: bool = False, quiet: bool = False) -> None:
+        self.out = out
+        self.prefix = prefix
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    def __call__(self, event: StepEvent) -> None:
+        from rich.markup import escape
+
+        if self.quiet and event.status not in ("failed", "warning"):
+            return
+        head = f"[bold]{escape(event.service_id)}[/bold] " if self.prefix else ""
+        with self._lock:
+            if event.status == "start":
+                if self.out.err.is_terminal and not self.prefix:
+                    self.out.err.print(f"[dim]… {event.step}: {escape(event.message)}[/dim]")
+                return
+            mark = _MARKS.get(event.status, "•")
+            self.out.err.print(f"{mark} {head}{event.step}: {escape(event.message)}")
+
+
+def render_plan(out: Output, plan: Plan) -> None:
+    """Show what a decommission will do, on stderr, before the prompt."""
+    from rich.markup import escape
+
+    t = plan.target
+    lines = [
+        "[bold]About to decommission[/bold]",
+        f"  app        {escape(t.app_id)}",
+        f"  service    {escape(t.service_id)} ({escape(plan.binding.service_type or '?')}), "
+        f"{plan.binding.status}",
+        f"  provider   DELETE {escape(plan.endpoint_url)}  data handling: {t.data_handling}",
+        f"  registry   {escape(plan.registry_url)} (key {plan.registry_key_id})",
+        f"  signed by  master key {plan.signer_key_id}",
+    ]
+    if plan.held_receipt_id:
+        lines.append(f"  resuming   receipt {escape(plan.held_receipt_id)} is held: no DELETE")
+    elif t.skip_provider:
+        lines.append(
+            "  [yellow]--skip-provider: the provider will NOT be asked to wipe the "
+            "tenant or stop billing[/yellow]"
+        )
+    elif t.data_handling == "wipe":
+        lines.append("  [red]The provider will permanently wipe this tenant's data.[/red]")
+    for line in lines:
+        out.err.print(line)
+
+
+def result_text(result: Result) -> str:
+    """One line summarising a result, for stdout."""
+    parts = [result.status, f"{result.app_id}/{result.service_id}"]
+    if result.receipt_id:
+        parts.append(f"receipt {result.receipt_id}")
+    if result.already_revoked:
+        parts.append("(already revoked; nothing sent)")
+    if result.bundle:
+        parts.append(f"evidence {result.bundle}")
+    if result.error:
+        parts.append(f"error: {result.error.get('message', '')}")
+    return "  ".join(parts)
+
+
+def summary_json(results: list[Result], exit_code: int) -> dict[str, Any]:
+    """The ``-o json`` document of a batch run."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    return {
+        "results": [r.to_json() for r in results],
+        "summary": {"total": len(results), **counts},
+        "exit_code": exit_code,
+    }

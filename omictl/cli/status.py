@@ -1,0 +1,51 @@
+"""``omictl status``: bindings as the registry sees them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from omictl.cli.app import get_invocation
+
+
+def status_command(
+    ctx: typer.Context,
+    app_id: Annotated[str, typer.Argument(help="The AppID.")],
+    service_id: Annotated[
+        str | None, typer.Argument(help="One service (default: all).", show_default=False)
+    ] = None,
+    active_only: Annotated[
+        bool, typer.Option("--active", help="Only ACTIVE bindings (what the swarm sees).")
+    ] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow plain http:// to non-loopback hosts.")
+    ] = False,
+) -> None:
+    """Show an app's service bindings (or one) as the registry sees them."""
+    from omictl.core.appid import parse_app_id, validate_service_id
+    from omictl.workflow.session import open_session, registry_url_for_app
+
+    inv = get_invocation(ctx)
+    parse_app_id(app_id)
+    if service_id is not None:
+        validate_service_id(service_id)
+    url = registry_url_for_app(inv.settings, app_id)
+    with open_session(inv.settings, registry_url=url, insecure=insecure) as session:
+        if service_id is not None:
+            bindings = [session.registry.get_binding(app_id, service_id)]
+        else:
+            bindings = session.registry.list_services(app_id, active_only=active_only)
+    if inv.out.json_mode:
+        inv.out.emit_json(
+            {"app_id": app_id, "registry": url, "services": [b.to_json() for b in bindings]}
+        )
+        return
+    if not bindings:
+        inv.out.info(f"no bindings for {app_id}")
+    for b in bindings:
+        revoked = f" revoked_at={b.revoked_at}" if b.revoked_at else ""
+        inv.out.line(
+            f"{b.service_id:<24} {b.status:<8} {b.service_type or '-':<10} "
+            f"{b.endpoint_url}{revoked}"
+        )

@@ -1,0 +1,214 @@
+"""Pinned registry keys, like SSH ``known_hosts`` (PROTOCOL.md section 3, "Registry key
+pinning").
+
+The file (``Paths.pins_file``, ``known_registries.json``) is JSON, written atomically with
+mode 0600::
+
+    {"version": 1,
+     "registries": {"https://omiappreg.org": {"public_key": "<64 hex>", "key_id": "<16 hex>",
+                                              "pinned_at": "2025-01-16T12:00:00Z",
+                                              "name": "OMI App Registry"}}}
+
+Registry URLs are keys in their normal form (:func:`omictl.transport.urls.normalize_url`),
+so ``HTTPS://Reg.Example:443/`` and ``https://reg.example`` share one pin. The file is read
+strictly: anything unexpected is an error naming the file, never a silently empty store
+(an empty store would mean "trust whatever key comes next").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from omictl.core.envelope import PUBLIC_KEY_BYTES, key_id, parse_hex, parse_json
+from omictl.errors import UsageError, VerificationError
+from omictl.fsutil import atomic_write_json, read_capped
+from omictl.transport.urls import normalize_url
+
+PINS_FORMAT_VERSION = 1
+MAX_PINS_BYTES = 1024 * 1024
+_ENTRY_MEMBERS = frozenset({"public_key", "key_id", "pinned_at", "name"})
+
+
+def repin_hint(registry_url: str) -> str:
+    """What to tell a user whose pinned registry key no longer matches."""
+    return (
+        "if the registry really rotated its key, confirm the new key id out of band, then: "
+        f"omictl registry pin {registry_url} --public-key HEX"
+    )
+
+
+class PinStore:
+    """The registry keys this user has pinned, one per normalized registry base URL."""
+
+    def __init__(self, path: Path, *, now: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._now = now
+
+    # ------------------------------------------------------------------ reading
+
+    def _corrupt(self, why: str) -> UsageError:
+        return UsageError(
+            f"pin file {self.path} is corrupt: {why}",
+            hint=f"fix or remove {self.path}; registries in it will then be trusted on first "
+            "contact again, so check their key ids out of band",
+            code="pin_file_corrupt",
+        )
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        raw = read_capped(self.path, limit=MAX_PINS_BYTES, error=UsageError)
+        try:
+            doc = parse_json(raw, what="it", error=UsageError)
+        except UsageError as exc:
+            raise self._corrupt(exc.message) from exc
+        if not isinstance(doc, dict) or doc.get("version") != PINS_FORMAT_VERSION:
+            raise self._corrupt(f"expected an object with version {PINS_FORMAT_VERSION}")
+        registries = doc.get("registries")
+        if not isinstance(registries, dict):
+            raise self._corrupt("'registries' must be an object")
+        out: dict[str, dict[str, Any]] = {}
+        for url, entry in registries.items():
+            out[url] = self._check_entry(url, entry)
+        return out
+
+    def _check_entry(self, url: str, entry: object) -> dict[str, Any]:
+        try:
+            normal = normalize_url(url, what="pinned registry URL")
+        except UsageError as exc:
+            raise self._corrupt(exc.message) from exc
+        if normal != url:
+            raise self._corrupt(f"registry URL {url!r} is not in normal form ({normal!r})")
+        if not isinstance(entry, dict) or set(entry) != _ENTRY_MEMBERS:
+            raise self._corrupt(f"the entry for {url} must have {sorted(_ENTRY_MEMBERS)}")
+        try:
+            public_key = parse_hex(
+                entry["public_key"], field="public_key", length=PUBLIC_KEY_BYTES, error=UsageError
+            )
+        except UsageError as exc:
+            raise self._corrupt(f"{url}: {exc.message}") from exc
+        if entry["key_id"] != key_id(public_key):
+            raise self._corrupt(f"{url}: key_id does not match public_key")
+        if not isinstance(entry["pinned_at"], str) or not isinstance(entry["name"], str):
+            raise self._corrupt(f"{url}: pinned_at and name must be strings")
+        return dict(entry)
+
+    def _save(self, registries: dict[str, dict[str, Any]]) -> None:
+        atomic_write_json(
+            self.path,
+            {"version": PINS_FORMAT_VERSION, "registries": registries},
+            error=UsageError,
+        )
+
+    # ------------------------------------------------------------------ API
+
+    def get(self, registry_url: str) -> bytes | None:
+        """The pinned raw public key for ``registry_url``, or None if not pinned.
+
+        Raises :class:`UsageError` for a bad URL or a corrupt pin file.
+        """
+        entry = self._load().get(normalize_url(registry_url, what="registry URL"))
+        return None if entry is None else bytes.fromhex(entry["public_key"])
+
+    def pin(
+        self, registry_url: str, public_key: bytes, *, replace: bool = False, name: str = ""
+    ) -> None:
+        """Pin ``public_key`` for ``registry_url`` (atomic write, mode 0600).
+
+        Pinning the key already pinned changes nothing. Raises :class:`VerificationError`
+        if another key is pinned and ``replace`` is false: a changed key is never re-pinned
+        silently (PROTOCOL.md section 3). Raises :class:`UsageError` for a bad URL or key
+        length, or a corrupt or unwritable pin file.
+        """
+        url = normalize_url(registry_url, what="registry URL")
+        kid = key_id(public_key)
+        registries = self._load()
+        old = registries.get(url)
+        if old is not None:
+            if old["public_key"] == public_key.hex():
+                return
+            if not replace:
+                raise VerificationError(
+                    f"registry {url} is pinned to key {old['key_id']}, not {kid}; "
+                    "refusing to re-pin silently",
+                    hint=repin_hint(url),
+                    code="registry_key_mismatch",
+                )
+        registries[url] = {
+            "public_key": public_key.hex(),
+            "key_id": kid,
+            "pinned_at": datetime.fromtimestamp(int(self._now()), UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            # an explicit re-pin (no name given) keeps the name learnt before
+            "name": (name or (old["name"] if old is not None else ""))[:200],
+        }
+        self._save(registries)
+
+    def forget(self, registry_url: str) -> bool:
+        """Remove the pin for ``registry_url``; True if there was one.
+
+        Raises :class:`UsageError` for a bad URL or a corrupt or unwritable pin file.
+        """
+        url = normalize_url(registry_url, what="registry URL")
+        registries = self._load()
+        if registries.pop(url, None) is None:
+            return False
+        self._save(registries)
+        return True
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        """Every pin: URL -> ``{"public_key", "key_id", "pinned_at", "name"}`` (copies).
+
+        Raises :class:`UsageError` for a corrupt pin file.
+        """
+        return self._load()
+
+
+@dataclass(frozen=True)
+class PinChange:
+    """What a ``registry pin`` did: the key pinned before (if any) and the key now."""
+
+    url: str
+    old_key: bytes | None
+    new_key: bytes
+    name: str
+    #: "explicit" (``--public-key``) or "tofu" (the key the registry presented)
+    source: str
+
+    @property
+    def changed(self) -> bool:
+        """True when the pin file now holds another key than before."""
+        return self.old_key != self.new_key
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``-o json`` document."""
+        return {
+            "url": self.url,
+            "name": self.name,
+            "public_key": self.new_key.hex(),
+            "key_id": key_id(self.new_key),
+            "previous_key_id": key_id(self.old_key) if self.old_key is not None else None,
+            "changed": self.changed,
+            "source": self.source,
+        }
+
+
+def pin_explicit(pins: PinStore, registry_url: str, public_key_hex: str) -> PinChange:
+    """Pin a key the user obtained out of band, replacing any older pin (the explicit
+    re-pin of PROTOCOL.md section 3). No network.
+
+    Raises :class:`UsageError` for a malformed URL or key, or a corrupt pin file.
+    """
+    public_key = parse_hex(
+        public_key_hex, field="--public-key", length=PUBLIC_KEY_BYTES, error=UsageError
+    )
+    url = normalize_url(registry_url, what="registry URL")
+    old = pins.get(url)
+    pins.pin(url, public_key, replace=True)
+    return PinChange(url=url, old_key=old, new_key=public_key, name="", source="explicit")

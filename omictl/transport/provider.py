@@ -1,0 +1,48 @@
+"""The Domain Service client (PROTOCOL.md section 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from omictl.core.envelope import Envelope
+from omictl.errors import ProtocolError
+from omictl.transport.http import RetryPolicy, check_url, request_json
+from omictl.transport.registry import encode_body
+
+
+class ProviderClient:
+    """Sends the signed termination request to a service's endpoint."""
+
+    def __init__(
+        self, *, client: httpx.Client, policy: RetryPolicy, insecure: bool = False
+    ) -> None:
+        self._client = client
+        self._policy = policy
+        self._insecure = insecure
+
+    def terminate(self, endpoint_url: str, *, sign: Callable[[], Envelope]) -> Any:
+        """``DELETE {endpoint_url}`` with ``sign()`` (called afresh for every try) as the
+        JSON body; returns the parsed JSON of the 2xx answer, *unverified*: the caller
+        verifies it (``messages.verify_receipt``) and may archive a bad one for inspection.
+
+        The endpoint comes from the registry binding: a malformed or non-http(s) endpoint
+        raises :class:`ProtocolError` (the registry's record is broken, exit 5); plain
+        ``http://`` to a non-loopback host without ``insecure`` raises
+        :class:`~omictl.errors.UsageError` (exit 2, nothing sent: the user may consent
+        with ``--insecure``). Otherwise raises the :func:`request_json` errors.
+        """
+        url = check_url(
+            endpoint_url, insecure=self._insecure, what="service endpoint", error=ProtocolError
+        )
+        answer = request_json(
+            self._client,
+            "DELETE",
+            url,
+            body=lambda: encode_body(sign()),
+            policy=self._policy,
+            what="termination request",
+        )
+        return answer.body

@@ -1,0 +1,110 @@
+"""URL rules of the client (PROTOCOL.md section 6), without importing httpx.
+
+Kept apart from :mod:`omictl.transport.http` so the pin store (and ``registry forget``)
+can normalize URLs without loading the HTTP stack.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import urllib.parse
+
+from omictl.errors import OmictlError, UsageError
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+MAX_URL_CHARS = 2048
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (the hosts plain HTTP may reach)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _hint_for(url: str) -> str:
+    if "://" not in url and url and not url.startswith("/"):
+        return f"did you mean https://{url.rstrip('/')}?"
+    return "use an https:// URL such as https://registry.example.org"
+
+
+def normalize_url(url: str, *, what: str = "URL", error: type[OmictlError] = UsageError) -> str:
+    """Check the shape of an http(s) URL and return its normal form.
+
+    The normal form has the scheme and host lower-cased, the default port (443/80) dropped,
+    and no trailing slash. Raises ``error`` naming ``what`` for: anything but ``http`` or
+    ``https``, no host, user info (``user:pass@``), a query or fragment, a bad port,
+    whitespace or control characters.
+    """
+    if not isinstance(url, str) or not url:
+        raise error(f"{what} is empty", hint=_hint_for(""))
+    if len(url) > MAX_URL_CHARS:
+        raise error(f"{what} is longer than {MAX_URL_CHARS} characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise error(f"{what} {url!r} contains whitespace or control characters")
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not url.lower().startswith(f"{scheme}://"):
+        raise error(f"{what} {url!r} is not an https:// URL", hint=_hint_for(url))
+    if "@" in parts.netloc:
+        raise error(
+            f"{what} must not contain user info (user:password@)",
+            hint="omictl authenticates with signatures; remove the credentials from the URL",
+        )
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise error(f"{what} {url!r} has no host", hint=_hint_for(url))
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise error(f"{what} {url!r} must not have a query (?...) or fragment (#...)")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise error(f"{what} {url!r} has an invalid port") from exc
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{netloc}{path}"
+
+
+def check_url(
+    url: str,
+    *,
+    insecure: bool = False,
+    what: str = "URL",
+    error: type[OmictlError] = UsageError,
+) -> str:
+    """Apply PROTOCOL.md section 6 to ``url`` and return its normal form (see
+    :func:`normalize_url`).
+
+    ``https://`` is always allowed; ``http://`` only to a loopback host, or anywhere when
+    ``insecure`` is true (TLS verification is never switched off: ``insecure`` only allows
+    plain HTTP). A malformed URL raises ``error`` (default :class:`UsageError`); plain HTTP
+    to another host without ``insecure`` always raises :class:`UsageError`, since the
+    remedy is the user's explicit ``--insecure``.
+    """
+    normal = normalize_url(url, what=what, error=error)
+    parts = urllib.parse.urlsplit(normal)
+    if parts.scheme == "http" and not insecure and not is_loopback_host(parts.hostname or ""):
+        raise UsageError(
+            f"refusing plain http:// to {parts.hostname} for the {what}: "
+            "only loopback hosts may be reached without TLS",
+            hint="use https://, or pass --insecure to send signed requests unencrypted "
+            "(anyone on the path can read and delay them)",
+        )
+    return normal
+
+
+def host_of(url: str) -> str:
+    """The host (and non-default port) of ``url`` for messages; never raises."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
+    except ValueError:
+        return "?"
+    return f"{host}:{port}" if port is not None else host

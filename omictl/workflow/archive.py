@@ -1,0 +1,113 @@
+"""The local archive of evidence bundles (and of receipts that failed verification).
+
+``<receipts_dir>/<app_id>/<service_id>--<bundle_id>.json`` per completed decommission;
+``<receipts_dir>/rejected/<app_id>/<service_id>--<unix time>.json`` for a provider answer
+that did not verify, kept for inspection. Every file is written atomically, mode 0600.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from omictl.core.envelope import parse_json
+from omictl.errors import OmictlError, UsageError
+from omictl.fsutil import atomic_write_json, read_capped
+
+MAX_BUNDLE_BYTES = 8 * 1024 * 1024
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class ArchiveError(OmictlError):
+    """The archive cannot be read or written."""
+
+    code = "archive"
+
+
+def _safe(part: str, limit: int = 100) -> str:
+    # bundle ids come from the provider's receipt: never trust them as file names
+    cleaned = _UNSAFE.sub("_", part)[:limit].lstrip(".")
+    return cleaned or "_"
+
+
+class Archive:
+    """Evidence bundles under one folder."""
+
+    def __init__(self, receipts_dir: Path) -> None:
+        self.root = receipts_dir
+
+    def save_bundle(self, bundle: dict[str, Any]) -> Path:
+        """Write a bundle atomically and return its path."""
+        path = (
+            self.root
+            / _safe(str(bundle["app_id"]))
+            / f"{_safe(str(bundle['service_id']))}--{_safe(str(bundle['bundle_id']))}.json"
+        )
+        atomic_write_json(path, bundle, error=ArchiveError)
+        return path
+
+    def save_rejected(
+        self, *, app_id: str, service_id: str, answer: Any, reason: str, now: int
+    ) -> Path:
+        """Keep a provider answer that failed verification, with the reason, for inspection."""
+        path = self.root / "rejected" / _safe(app_id) / f"{_safe(service_id)}--{now}.json"
+        atomic_write_json(
+            path,
+            {
+                "app_id": app_id,
+                "service_id": service_id,
+                "received_at": now,
+                "reason": reason,
+                "answer": answer,
+            },
+            error=ArchiveError,
+        )
+        return path
+
+    def bundles(self, app_id: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+        """Every readable bundle (optionally of one app), oldest first."""
+        if not self.root.is_dir():
+            return []
+        folders = (
+            [self.root / _safe(app_id)]
+            if app_id
+            else sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != "rejected")
+        )
+        found: list[tuple[Path, dict[str, Any]]] = []
+        for folder in folders:
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.json")):
+                try:
+                    bundle = self.load(path)
+                except OmictlError:
+                    continue  # a stray or damaged file is not a bundle; `show` reports it
+                found.append((path, bundle))
+        found.sort(key=lambda item: (item[1].get("created_at") or 0, str(item[0])))
+        return found
+
+    @staticmethod
+    def load(path: Path) -> dict[str, Any]:
+        """Read one bundle file. Raises :class:`UsageError` if it is not a JSON object."""
+        raw = read_capped(path, limit=MAX_BUNDLE_BYTES, error=UsageError)
+        value = parse_json(raw, what=str(path), error=UsageError)
+        if not isinstance(value, dict):
+            raise UsageError(f"{path} is not a JSON object")
+        return value
+
+    def find(self, bundle_or_receipt_id: str) -> tuple[Path, dict[str, Any]]:
+        """The bundle whose ``bundle_id`` or receipt id is the one given.
+
+        Raises :class:`UsageError` (exit 2) when none matches.
+        """
+        for path, bundle in self.bundles():
+            receipt = bundle.get("termination_receipt") or {}
+            data = receipt.get("data") if isinstance(receipt, dict) else None
+            rid = data.get("receipt_id") if isinstance(data, dict) else None
+            if bundle_or_receipt_id in (bundle.get("bundle_id"), rid):
+                return path, bundle
+        raise UsageError(
+            f"no receipt {bundle_or_receipt_id!r} in the archive ({self.root})",
+            hint="list them with: omictl receipts list",
+        )

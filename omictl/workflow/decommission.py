@@ -1,0 +1,626 @@
+"""The decommission workflow: provider cleanup, then registry revocation (CLI.md "Decommission").
+
+Steps, in order, each reported as a :class:`StepEvent` (this module never prints):
+
+``resolve``        read the app and binding from the registry (pinned key), and check the
+                   local key IS the app's master key before anything destructive;
+``confirm``        ask for consent (the CLI types-the-service-id prompt, or ``--yes``);
+``terminate``      sign and send the DELETE to the provider;
+``verify_receipt`` accept the receipt only if the service key on file signed it, for this
+                   app and service, with status ``success``;
+``unbind``         sign and send the unbind request embedding the receipt;
+``verify_record``  the registry-signed revocation record verifies under the pinned key;
+``check_revoked``  re-read the binding: REVOKED;
+``archive``        write the evidence bundle.
+
+Every step is journalled before and after (:mod:`omictl.workflow.journal`), so a re-run
+resumes: a held receipt is reused and the provider never sees a second DELETE once a
+verified receipt is held.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from omictl.core.appid import parse_app_id, validate_service_id
+from omictl.core.envelope import Envelope, Signer, key_id, sign_envelope
+from omictl.core.evidence import build_bundle
+from omictl.core.messages import (
+    DATA_HANDLING,
+    App,
+    Binding,
+    Receipt,
+    RevocationRecord,
+    termination_request_data,
+    unbind_request_data,
+    verify_receipt,
+    verify_revocation_record,
+)
+from omictl.errors import (
+    Aborted,
+    OmictlError,
+    PartiallyDone,
+    ProtocolError,
+    RemoteRejected,
+    RemoteUnavailable,
+    UsageError,
+    VerificationError,
+)
+from omictl.workflow.archive import Archive
+from omictl.workflow.journal import Journal, JournalStore, check_ids_are_paths
+
+if TYPE_CHECKING:
+    from omictl.transport.provider import ProviderClient
+    from omictl.transport.registry import RegistryClient
+
+STEPS = (
+    "resolve",
+    "confirm",
+    "terminate",
+    "verify_receipt",
+    "unbind",
+    "verify_record",
+    "check_revoked",
+    "archive",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One service to decommission."""
+
+    app_id: str
+    service_id: str
+    data_handling: str = "wipe"
+    skip_provider: bool = False
+
+    def validate(self) -> Target:
+        """Check ids and options before any network call. Raises :class:`UsageError`."""
+        parse_app_id(self.app_id)
+        validate_service_id(self.service_id)
+        check_ids_are_paths(self.app_id, self.service_id)
+        if self.data_handling not in DATA_HANDLING:
+            raise UsageError(
+                f"data handling must be 'wipe' or 'retain', not {self.data_handling!r}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """Progress of one step of one service. ``status``: start, done, skipped, warning, failed."""
+
+    app_id: str
+    service_id: str
+    step: str
+    status: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What is about to happen, shown before consent."""
+
+    target: Target
+    app: App
+    binding: Binding
+    registry_url: str
+    registry_key_id: str
+    signer_key_id: str
+    endpoint_url: str
+    held_receipt_id: str | None
+    resume_phase: str
+
+
+@dataclass
+class Result:
+    """The outcome of one service's decommission (the ``-o json`` object)."""
+
+    app_id: str
+    service_id: str
+    status: str = "PENDING"
+    receipt_id: str | None = None
+    receipt: dict[str, Any] | None = None
+    revocation_record: dict[str, Any] | None = None
+    propagation: list[dict[str, Any]] = field(default_factory=list)
+    data_handling: str = "wipe"
+    already_revoked: bool = False
+    resumed_from: str | None = None
+    bundle: str | None = None
+    dry_run: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    exit_code: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape (CLI.md: app_id, service_id, status, receipt_id,
+        receipt, revocation_record, steps, plus details)."""
+        out: dict[str, Any] = {
+            "app_id": self.app_id,
+            "service_id": self.service_id,
+            "status": self.status,
+            "receipt_id": self.receipt_id,
+            "receipt": self.receipt,
+            "revocation_record": self.revocation_record,
+            "propagation": self.propagation,
+            "data_handling": self.data_handling,
+            "already_revoked": self.already_revoked,
+            "resumed_from": self.resumed_from,
+            "bundle": self.bundle,
+            "steps": self.steps,
+            "exit_code": self.exit_code,
+        }
+        if self.dry_run is not None:
+            out["dry_run"] = self.dry_run
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def new_nonce() -> str:
+    """128 random bits from the OS CSPRNG, URL-safe (22 chars; PROTOCOL.md section 1)."""
+    return secrets.token_urlsafe(16)
+
+
+def unix_now() -> int:
+    """Integer Unix seconds."""
+    return int(time.time())
+
+
+@dataclass
+class Deps:
+    """Everything a decommission needs from outside: clients, key, storage, clock, UI hooks."""
+
+    registry: RegistryClient
+    provider: ProviderClient
+    signer: Signer
+    journals: JournalStore
+    archive: Archive
+    registry_url: str
+    events: Callable[[StepEvent], None] = lambda event: None
+    #: asked once the plan is known; None means consent was given up front (--yes)
+    confirm: Callable[[Plan], bool] | None = None
+    clock: Callable[[], int] = unix_now
+    nonce: Callable[[], str] = new_nonce
+    endpoint_override: str | None = None
+    dry_run: bool = False
+    lock_wait: float = 120.0
+
+
+class _Run:
+    """One service's decommission: the steps, sharing the journal and the result."""
+
+    def __init__(self, target: Target, deps: Deps) -> None:
+        self.t = target
+        self.d = deps
+        self.result = Result(
+            app_id=target.app_id,
+            service_id=target.service_id,
+            data_handling=target.data_handling,
+        )
+        self.journal = Journal(app_id=target.app_id, service_id=target.service_id)
+
+    # ------------------------------------------------------------------ events
+    def emit(self, step: str, status: str, message: str, /, **data: Any) -> None:
+        if status != "start":
+            self.result.steps.append(
+                {
+                    "step": step,
+                    "status": status,
+                    "message": message,
+                    **({"data": data} if data else {}),
+                }
+            )
+        self.d.events(StepEvent(self.t.app_id, self.t.service_id, step, status, message, data))
+
+    def save(self, phase: str, note: str = "") -> None:
+        self.d.journals.save(self.journal, phase=phase, now=self.d.clock(), note=note)
+
+    # ------------------------------------------------------------------ steps
+    def resolve(self) -> tuple[App, Binding, bytes]:
+        t, d = self.t, self.d
+        self.emit("resolve", "start", f"reading {t.app_id}/{t.service_id} from {d.registry_url}")
+        registry_key = d.registry.registry_key()
+        app = d.registry.get_app(t.app_id)
+        if d.signer.public_key != app.master_public_key:
+            raise VerificationError(
+                f"key {d.signer.key_id} is not the master key of {t.app_id} "
+                f"(the registry has {key_id(app.master_public_key)}); nothing was sent",
+                code="wrong_master_key",
+                hint="pass the app's master key with --key (omictl keys list shows key ids)",
+            )
+        binding = d.registry.get_binding(t.app_id, t.service_id)
+        self.emit(
+            "resolve",
+            "done",
+            f"{binding.service_type or 'service'} {t.service_id} is {binding.status} at "
+            f"{binding.endpoint_url}; master key {d.signer.key_id} matches; "
+            f"registry key {key_id(registry_key)}",
+            status=binding.status,
+            endpoint_url=binding.endpoint_url,
+            service_key_id=key_id(binding.public_key),
+        )
+        return app, binding, registry_key
+
+    def terminate(self, endpoint: str) -> Any:
+        t, d = self.t, self.d
+        self.emit("terminate", "start", f"DELETE {endpoint} ({self.journal.data_handling})")
+
+        def sign() -> Envelope:
+            # a fresh nonce and timestamp for every try (PROTOCOL.md section 1)
+            env = sign_envelope(
+                termination_request_data(
+                    app_id=t.app_id,
+                    service_id=t.service_id,
+                    timestamp=d.clock(),
+                    nonce=d.nonce(),
+                    data_handling=self.journal.data_handling,
+                ),
+                d.signer,
+            )
+            self.journal.termination_request = env.to_json()
+            self.save("termination_sent")  # before the bytes leave: a crash now resumes here
+            return env
+
+        answer = d.provider.terminate(endpoint, sign=sign)
+        self.emit("terminate", "done", "provider answered")
+        return answer
+
+    def verify_receipt(self, answer: Any, binding: Binding) -> Receipt:
+        t, d = self.t, self.d
+        try:
+            receipt = verify_receipt(
+                answer,
+                service_public_key=binding.public_key,
+                app_id=t.app_id,
+                service_id=t.service_id,
+            )
+        except VerificationError as exc:
+            path = d.archive.save_rejected(
+                app_id=t.app_id,
+                service_id=t.service_id,
+                answer=answer,
+                reason=exc.message,
+                now=d.clock(),
+            )
+            self.journal.rejected_receipt = answer if isinstance(answer, dict) else {"raw": answer}
+            self.journal.rejection_reason = exc.message
+            self.save("receipt_rejected", note=exc.message)
+            self.emit("verify_receipt", "failed", exc.message, kept_at=str(path))
+            raise VerificationError(
+                exc.message,
+                code=exc.code,
+                hint=f"nothing was revoked; the provider's answer is kept at {path}",
+            ) from exc
+        self.journal.receipt = receipt.envelope.to_json()
+        self.journal.rejected_receipt = None
+        self.journal.rejection_reason = None
+        self.save("receipt_held")
+        self.emit(
+            "verify_receipt",
+            "done",
+            f"receipt {receipt.receipt_id} signed by service key {key_id(binding.public_key)}",
+            receipt_id=receipt.receipt_id,
+        )
+        return receipt
+
+    def unbind(self, registry_key: bytes) -> RevocationRecord | None:
+        t, d = self.t, self.d
+        from omictl.transport.registry import AlreadyRevoked
+
+        self.emit("unbind", "start", f"POST unbind to {d.registry_url}")
+
+        def sign() -> Envelope:
+            env = sign_envelope(
+                unbind_request_data(
+                    app_id=t.app_id,
+                    service_id=t.service_id,
+                    timestamp=d.clock(),
+                    nonce=d.nonce(),
+                    receipt=self.journal.receipt,
+                ),
+                d.signer,
+            )
+            self.journal.unbind_request = env.to_json()
+            self.save("unbind_sent")
+            return env
+
+        try:
+            record = d.registry.unbind(t.app_id, t.service_id, sign=sign)
+        except AlreadyRevoked as exc:
+            self.emit("unbind", "done", "registry says the binding was already revoked")
+            return exc.record
+        except (RemoteUnavailable, RemoteRejected, ProtocolError) as exc:
+            if self.journal.receipt is None:
+                raise
+            receipt_id = self.journal.receipt["data"].get("receipt_id")
+            self.emit("unbind", "failed", exc.message)
+            raise PartiallyDone(
+                f"the provider terminated {t.service_id} (receipt {receipt_id}) but the "
+                f"registry did not revoke it yet: {exc.message}",
+                hint="re-run the same command to resume: the held receipt is reused, "
+                "no second DELETE is sent",
+                details={"cause": exc.to_json(), "receipt_id": receipt_id},
+            ) from exc
+        self.emit("unbind", "done", "registry accepted the unbind request")
+        return record
+
+    def record_revoked(self, record: RevocationRecord | None, registry_key: bytes) -> None:
+        if record is None:
+            self.emit(
+                "verify_record",
+                "warning",
+                "registry reports the binding revoked but sent no signed record",
+            )
+            return
+        self.journal.revocation_record = record.envelope.to_json()
+        self.save("revoked")
+        self.result.propagation = [p.to_json() for p in record.propagation]
+        summary = ", ".join(f"{p.target} {p.status}" for p in record.propagation) or "none"
+        self.emit(
+            "verify_record",
+            "done",
+            f"revocation record signed by registry key {key_id(registry_key)}; purge: {summary}",
+            revoked_at=record.revoked_at,
+        )
+        failed = [p.target for p in record.propagation if p.status != "delivered"]
+        if failed:
+            self.emit(
+                "verify_record",
+                "warning",
+                f"purge not yet delivered to {', '.join(failed)} (the registry retries; "
+                "the revocation stands)",
+            )
+
+    def check_revoked(self) -> None:
+        t, d = self.t, self.d
+        try:
+            binding = d.registry.get_binding(t.app_id, t.service_id)
+        except RemoteUnavailable as exc:
+            self.emit("check_revoked", "warning", f"could not re-read the binding: {exc.message}")
+            return
+        if binding.status != "REVOKED":
+            raise VerificationError(
+                f"the registry signed a revocation of {t.service_id} but still lists it "
+                f"{binding.status}",
+                hint="report this to the registry operator; the evidence is archived",
+            )
+        self.emit("check_revoked", "done", "binding is REVOKED (no longer discoverable)")
+
+    def archive(self, app: App, binding: Binding, registry_key: bytes) -> None:
+        d = self.d
+        if self.journal.revocation_record is None or self.journal.unbind_request is None:
+            self.emit("archive", "skipped", "no signed revocation record to archive")
+            return
+        bundle = build_bundle(
+            app_id=self.t.app_id,
+            service_id=self.t.service_id,
+            created_at=d.clock(),
+            registry_url=d.registry_url,
+            master_public_key=app.master_public_key,
+            service_public_key=binding.public_key,
+            registry_public_key=registry_key,
+            termination_request=self.journal.termination_request if self.journal.receipt else None,
+            receipt=self.journal.receipt,
+            unbind_request=self.journal.unbind_request,
+            revocation_record=self.journal.revocation_record,
+        )
+        path = d.archive.save_bundle(bundle)
+        self.journal.bundle_path = str(path)
+        self.save("done")
+        self.result.bundle = str(path)
+        self.emit("archive", "done", f"evidence bundle {path}", bundle=str(path))
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> Result:
+        t, d = self.t, self.d
+        app, binding, registry_key = self.resolve()
+        if not d.dry_run:
+            self.journal = d.journals.load(t.app_id, t.service_id)
+        j = self.journal
+        if j.phase != "new":
+            self.result.resumed_from = j.phase
+        if binding.status == "REVOKED":
+            return self.already_revoked(app, binding, registry_key)
+        if j.phase in ("revoked", "done"):
+            raise VerificationError(
+                f"this machine holds a signed revocation of {t.service_id}, yet the registry "
+                "lists it ACTIVE",
+                hint="if the registry was reset, remove "
+                f"{d.journals.path_for(t.app_id, t.service_id)}",
+            )
+        in_flight = j.phase in ("termination_sent", "receipt_held", "unbind_sent")
+        if in_flight and j.data_handling != t.data_handling and j.receipt is None:
+            raise UsageError(
+                f"an interrupted run of {t.service_id} used --data-handling {j.data_handling}",
+                hint="re-run with the same arguments to resume it",
+            )
+        if j.phase == "new" or j.receipt is None:
+            j.data_handling = t.data_handling
+        j.skip_provider = t.skip_provider and j.receipt is None
+
+        endpoint = d.endpoint_override or binding.endpoint_url
+        held = j.receipt["data"].get("receipt_id") if j.receipt else None
+        plan = Plan(
+            target=t,
+            app=app,
+            binding=binding,
+            registry_url=d.registry_url,
+            registry_key_id=key_id(registry_key),
+            signer_key_id=d.signer.key_id,
+            endpoint_url=endpoint,
+            held_receipt_id=held,
+            resume_phase=j.phase,
+        )
+        if d.dry_run:
+            return self.dry_run(plan)
+        if d.confirm is not None:
+            self.emit("confirm", "start", "waiting for confirmation")
+            if not d.confirm(plan):
+                self.emit("confirm", "failed", "declined")
+                raise Aborted("declined at the confirmation prompt; nothing was sent")
+            self.emit("confirm", "done", "confirmed")
+        else:
+            self.emit("confirm", "skipped", "consent given with --yes")
+
+        receipt: Receipt | None = None
+        if j.receipt is not None:
+            # resume: re-verify what we hold, never DELETE again
+            receipt = verify_receipt(
+                j.receipt,
+                service_public_key=binding.public_key,
+                app_id=t.app_id,
+                service_id=t.service_id,
+            )
+            self.emit(
+                "terminate",
+                "skipped",
+                f"resuming: receipt {receipt.receipt_id} already held, no DELETE sent",
+            )
+            self.emit(
+                "verify_receipt",
+                "done",
+                f"held receipt {receipt.receipt_id} verifies",
+                receipt_id=receipt.receipt_id,
+            )
+        elif j.skip_provider:
+            self.emit(
+                "terminate",
+                "skipped",
+                "--skip-provider: the provider is NOT asked to wipe or stop billing",
+            )
+            self.emit("verify_receipt", "skipped", "no receipt (--skip-provider)")
+        else:
+            answer = self.terminate(endpoint)
+            receipt = self.verify_receipt(answer, binding)
+        if receipt is not None:
+            self.result.receipt_id = receipt.receipt_id
+            self.result.receipt = j.receipt
+
+        record = self.unbind(registry_key)
+        self.record_revoked(record, registry_key)
+        self.check_revoked()
+        self.archive(app, binding, registry_key)
+        self.result.status = "REVOKED"
+        self.result.revocation_record = j.revocation_record
+        return self.result
+
+    def already_revoked(self, app: App, binding: Binding, registry_key: bytes) -> Result:
+        t, j = self.t, self.journal
+        self.result.already_revoked = True
+        self.result.status = "REVOKED"
+        if j.revocation_record is None and j.phase == "unbind_sent":
+            # Our own unbind landed but we died before recording the answer. Asking again
+            # is harmless now (the registry answers already_revoked with the signed record)
+            # and recovers the evidence.
+            self.result.already_revoked = False
+            record = self.unbind(registry_key)
+            self.record_revoked(record, registry_key)
+            if j.receipt is not None:
+                self.result.receipt = j.receipt
+                self.result.receipt_id = j.receipt["data"].get("receipt_id")
+            self.check_revoked()
+            self.archive(app, binding, registry_key)
+            self.result.revocation_record = j.revocation_record
+            return self.result
+        if j.revocation_record is not None:
+            record = verify_revocation_record(
+                j.revocation_record,
+                registry_public_key=registry_key,
+                app_id=t.app_id,
+                service_id=t.service_id,
+            )
+            self.result.revocation_record = j.revocation_record
+            self.result.receipt = j.receipt
+            self.result.receipt_id = record.receipt_id
+            self.result.propagation = [p.to_json() for p in record.propagation]
+            if j.phase != "done":
+                self.archive(app, binding, registry_key)
+            else:
+                self.result.bundle = j.bundle_path
+            self.emit(
+                "check_revoked",
+                "done",
+                "already REVOKED; the signed record is held locally; nothing sent",
+            )
+        else:
+            self.emit(
+                "check_revoked",
+                "done",
+                "the registry lists the binding as REVOKED; nothing sent "
+                "(no signed record is held on this machine)",
+            )
+        return self.result
+
+    def dry_run(self, plan: Plan) -> Result:
+        t, d = self.t, self.d
+        now = d.clock()
+        termination = None
+        if plan.held_receipt_id is None and not self.journal.skip_provider:
+            termination = sign_envelope(
+                termination_request_data(
+                    app_id=t.app_id,
+                    service_id=t.service_id,
+                    timestamp=now,
+                    nonce=d.nonce(),
+                    data_handling=t.data_handling,
+                ),
+                d.signer,
+            ).to_json()
+        unbind = sign_envelope(
+            unbind_request_data(
+                app_id=t.app_id,
+                service_id=t.service_id,
+                timestamp=now,
+                nonce=d.nonce(),
+                receipt=self.journal.receipt,
+            ),
+            d.signer,
+        ).to_json()
+        self.result.status = "DRY_RUN"
+        self.result.dry_run = {
+            "endpoint_url": plan.endpoint_url,
+            "registry_url": d.registry_url,
+            "termination_request": termination,
+            "unbind_request": unbind,
+            "note": "nothing was sent; a real run signs fresh envelopes, and the unbind "
+            "request embeds the provider's receipt",
+        }
+        self.emit("confirm", "skipped", "dry run: nothing sent")
+        return self.result
+
+
+def decommission(target: Target, deps: Deps) -> Result:
+    """Decommission one service, resuming from its journal; return the result.
+
+    Raises an :class:`OmictlError` subclass on failure: :class:`VerificationError` (a key,
+    receipt or record did not verify; nothing depending on it was done),
+    :class:`PartiallyDone` (provider terminated, registry not yet), :class:`Aborted`,
+    :class:`RemoteRejected`, :class:`RemoteUnavailable`, :class:`UsageError`. The error's
+    ``details["result"]`` holds the partial :class:`Result` as JSON.
+    """
+    target.validate()
+    run = _Run(target, deps)
+    try:
+        if deps.dry_run:
+            return run.run()
+        with deps.journals.locked(target.app_id, target.service_id, wait=deps.lock_wait):
+            return run.run()
+    except OmictlError as exc:
+        run.result.status = (
+            "PARTIAL"
+            if isinstance(exc, PartiallyDone)
+            else ("ABORTED" if isinstance(exc, Aborted) else "FAILED")
+        )
+        run.result.exit_code = int(exc.exit_code)
+        run.result.error = exc.to_json()
+        if run.journal.receipt is not None:
+            run.result.receipt = run.journal.receipt
+            run.result.receipt_id = run.journal.receipt["data"].get("receipt_id")
+        exc.details.setdefault("result", run.result.to_json())
+        raise

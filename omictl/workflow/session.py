@@ -1,0 +1,75 @@
+"""Wiring for one run: the HTTP client, registry and provider clients, pins, journals,
+archive. The CLI calls :func:`open_session` and never touches httpx itself."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from omictl.config import Settings
+from omictl.core.appid import registry_url_for
+from omictl.workflow.archive import Archive
+from omictl.workflow.journal import JournalStore
+
+if TYPE_CHECKING:
+    from omictl.transport.provider import ProviderClient
+    from omictl.transport.registry import RegistryClient
+
+
+@dataclass
+class Session:
+    """Clients and stores for one registry."""
+
+    registry_url: str
+    registry: RegistryClient
+    provider: ProviderClient
+    journals: JournalStore
+    archive: Archive
+
+
+def registry_url_for_app(settings: Settings, app_id: str) -> str:
+    """The registry to talk to: ``--registry`` > ``OMICTL_REGISTRY`` > profile > derived
+    from the AppID (PROTOCOL.md section 2)."""
+    return settings.registry or registry_url_for(app_id)
+
+
+@contextlib.contextmanager
+def open_session(
+    settings: Settings,
+    *,
+    registry_url: str,
+    insecure: bool = False,
+    timeout: float | None = None,
+    pin: bool = True,
+) -> Iterator[Session]:
+    """Open the HTTP client and the registry/provider clients; close them on exit.
+
+    Raises :class:`~omictl.errors.UsageError` for a registry URL the transport rules refuse
+    (plain http to a non-loopback host without ``insecure``).
+    """
+    from omictl.transport.http import RetryPolicy, check_url, make_client
+    from omictl.transport.pins import PinStore
+    from omictl.transport.provider import ProviderClient
+    from omictl.transport.registry import RegistryClient
+
+    url = check_url(registry_url, insecure=insecure, what="registry URL")
+    client = make_client(timeout=timeout or settings.timeout, insecure=insecure)
+    policy = RetryPolicy()
+    try:
+        yield Session(
+            registry_url=url,
+            registry=RegistryClient(
+                url,
+                client=client,
+                policy=policy,
+                pins=PinStore(settings.paths.pins_file) if pin else None,
+                insecure=insecure,
+            ),
+            provider=ProviderClient(client=client, policy=policy, insecure=insecure),
+            journals=JournalStore(settings.paths.state_dir),
+            archive=Archive(settings.paths.receipts_dir),
+        )
+    finally:
+        client.close()

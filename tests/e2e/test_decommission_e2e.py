@@ -1,0 +1,311 @@
+"""omictl decommission, end to end: the real CLI, real HTTP, the sandbox on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from omictl.core.envelope import Signer
+from tests.e2e.conftest import E2E
+
+pytestmark = pytest.mark.e2e
+
+
+def test_happy_path_json(e2e: E2E) -> None:
+    """Exit 0, REVOKED, purge delivered to auth and billing, CLI.md's JSON fields."""
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert {
+        "app_id",
+        "service_id",
+        "status",
+        "receipt_id",
+        "receipt",
+        "revocation_record",
+        "steps",
+    } <= set(doc)
+    assert (doc["app_id"], doc["service_id"], doc["status"]) == (e2e.app_id, sid, "REVOKED")
+    assert doc["receipt_id"] == doc["receipt"]["data"]["receipt_id"]
+    assert doc["revocation_record"]["data"]["receipt_id"] == doc["receipt_id"]
+    assert {p["target"]: p["status"] for p in doc["propagation"]} == {
+        "auth": "delivered",
+        "billing": "delivered",
+    }
+    assert [s["step"] for s in doc["steps"]] == [
+        "resolve",
+        "confirm",
+        "terminate",
+        "verify_receipt",
+        "unbind",
+        "verify_record",
+        "check_revoked",
+        "archive",
+    ]
+    assert e2e.sandbox.binding_status(sid) == "REVOKED"
+    assert e2e.sandbox.delete_count(sid) == 1
+    assert {p["target"] for p in e2e.sandbox.purges()} == {"auth", "billing"}
+
+
+def test_revoked_binding_leaves_active_listing(e2e: E2E) -> None:
+    """After decommission the service is gone from --active status but still readable."""
+    sid = e2e.sandbox.service_ids[1]
+    assert e2e.cli("decommission", e2e.app_id, sid, "--yes").code == 0
+    active = e2e.cli("-o", "json", "status", e2e.app_id, "--active").json()
+    assert sid not in [s["service_id"] for s in active["services"]]
+    one = e2e.cli("-o", "json", "status", e2e.app_id, sid).json()
+    assert one["services"][0]["status"] == "REVOKED"
+    assert one["services"][0]["revoked_at"] is not None
+
+
+def test_bundle_exports_and_verifies_offline(e2e: E2E, tmp_path: Path) -> None:
+    """receipts list/show/export/verify round trip; a tampered bundle fails with exit 5."""
+    sid = e2e.sandbox.service_ids[0]
+    doc = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes").json()
+    rid = doc["receipt_id"]
+    listed = e2e.cli("-o", "json", "receipts", "list").json()
+    assert [r["receipt_id"] for r in listed["receipts"]] == [rid]
+    assert e2e.cli("-o", "json", "receipts", "show", rid).json()["bundle_id"] == rid
+    bundle = tmp_path / "bundle.json"
+    assert e2e.cli("receipts", "export", rid, "--out", str(bundle)).code == 0
+    ok = e2e.cli(
+        "-o", "json", "receipts", "verify", str(bundle), "--master-key", e2e.master.public_key.hex()
+    )
+    assert ok.code == 0 and ok.json()["verified"] is True
+    tampered = json.loads(bundle.read_text())
+    tampered["termination_receipt"]["data"]["message"] = "nothing happened"
+    bundle.write_text(json.dumps(tampered))
+    bad = e2e.cli("receipts", "verify", str(bundle))
+    assert bad.code == 5
+    assert "omictl: error:" in bad.err
+
+
+def test_wrong_master_key_sends_no_delete(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key that is not the app's master key: exit 5, the provider saw no DELETE."""
+    monkeypatch.setenv("OMICTL_E2E_SEED", secrets.token_hex(32))
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 5
+    assert "not the master key" in res.err
+    assert e2e.sandbox.delete_count(sid) == 0
+    assert e2e.sandbox.binding_status(sid) == "ACTIVE"
+
+
+@pytest.mark.parametrize(
+    "mode", ["forged_receipt", "wrong_service_receipt", "failed_status_receipt"]
+)
+def test_bad_receipt_no_unbind(e2e: E2E, mode: str) -> None:
+    """A bad receipt: exit 5, no unbind sent, binding ACTIVE, the receipt kept."""
+    sid = e2e.sandbox.service_ids[0]
+    e2e.sandbox.faults.provider(mode, service_id=sid)
+    res = e2e.cli("decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 5, res.err
+    assert e2e.sandbox.unbind_count(sid) == 0
+    assert e2e.sandbox.binding_status(sid) == "ACTIVE"
+    kept = list((e2e.home / "receipts" / "rejected").rglob("*.json"))
+    assert len(kept) == 1
+
+
+def test_registry_down_after_wipe_then_resume(e2e: E2E) -> None:
+    """Registry down after the wipe: exit 8; back up: REVOKED, same receipt, one DELETE."""
+    sid = e2e.sandbox.service_ids[0]
+    e2e.sandbox.faults.registry("down")
+    first = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
+    assert first.code == 8, first.err
+    held = first.json()
+    assert held["status"] == "PARTIAL" and held["receipt_id"]
+    assert "re-run" in first.err
+    e2e.sandbox.faults.clear()
+    second = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
+    assert second.code == 0, second.err
+    assert second.json()["receipt_id"] == held["receipt_id"]
+    assert second.json()["resumed_from"] == "unbind_sent"
+    assert e2e.sandbox.delete_count(sid) == 1
+    assert e2e.sandbox.binding_status(sid) == "REVOKED"
+
+
+def test_already_revoked_is_exit_0_nothing_sent(e2e: E2E) -> None:
+    """Re-running a completed decommission: exit 0, no DELETE, no unbind."""
+    sid = e2e.sandbox.service_ids[0]
+    assert e2e.cli("decommission", e2e.app_id, sid, "--yes").code == 0
+    again = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
+    assert again.code == 0
+    assert again.json()["already_revoked"] is True
+    assert e2e.sandbox.delete_count(sid) == 1 and e2e.sandbox.unbind_count(sid) == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "fragment"),
+    [
+        ("non_json", 5, "application/json"),
+        ("oversize", 5, "limit"),
+        ("redirect", 5, "redirect"),
+        ("unavailable", 6, ""),
+    ],
+)
+def test_provider_misbehaves(e2e: E2E, mode: str, code: int, fragment: str) -> None:
+    """A provider answering junk, too much, a redirect or nothing: a clear error, no unbind."""
+    sid = e2e.sandbox.service_ids[0]
+    e2e.sandbox.faults.provider(mode, service_id=sid)
+    res = e2e.cli("decommission", e2e.app_id, sid, "--yes")
+    assert res.code == code, res.err
+    assert "omictl: error:" in res.err and fragment in res.err
+    assert e2e.sandbox.unbind_count(sid) == 0
+    assert e2e.sandbox.binding_status(sid) == "ACTIVE"
+
+
+def test_provider_timeout(e2e: E2E) -> None:
+    """A provider slower than --timeout: exit 6, no unbind."""
+    sid = e2e.sandbox.service_ids[0]
+    e2e.sandbox.faults.provider("slow", service_id=sid, seconds=3.0)
+    res = e2e.cli("decommission", e2e.app_id, sid, "--yes", "--timeout", "0.5")
+    assert res.code == 6, res.err
+    assert e2e.sandbox.unbind_count(sid) == 0
+
+
+def test_provider_503_then_200_retries(e2e: E2E) -> None:
+    """503 twice then a receipt: retried with fresh envelopes, REVOKED."""
+    sid = e2e.sandbox.service_ids[0]
+    e2e.sandbox.faults.provider("status_503", service_id=sid, times=2)
+    res = e2e.cli("decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 0, res.err
+    assert e2e.sandbox.delete_count(sid) == 3
+    assert e2e.sandbox.binding_status(sid) == "REVOKED"
+
+
+def test_dry_run_sends_nothing(e2e: E2E) -> None:
+    """--dry-run prints signed envelopes and sends no DELETE and no unbind."""
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--dry-run")
+    assert res.code == 0
+    doc = res.json()
+    assert doc["status"] == "DRY_RUN"
+    sent = doc["dry_run"]["termination_request"]
+    assert sent["data"]["context"] == "permanent_termination"
+    from omictl.core.envelope import parse_envelope, verify_envelope
+
+    verify_envelope(parse_envelope(sent), e2e.master.public_key)
+    assert e2e.sandbox.delete_count(sid) == 0 and e2e.sandbox.unbind_count(sid) == 0
+
+
+def test_no_tty_without_yes_sends_nothing(e2e: E2E) -> None:
+    """No terminal and no --yes: exit 2 before anything is sent."""
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("decommission", e2e.app_id, sid)
+    assert res.code == 2
+    assert "--yes" in res.err
+    assert e2e.sandbox.delete_count(sid) == 0
+
+
+def test_ci_true_is_not_consent(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI=true in the environment is never consent."""
+    monkeypatch.setenv("CI", "true")
+    sid = e2e.sandbox.service_ids[0]
+    assert e2e.cli("decommission", e2e.app_id, sid).code == 2
+    assert e2e.sandbox.delete_count(sid) == 0
+
+
+def test_declined_prompt_sends_nothing(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the prompt, typing anything but the service id aborts: exit 7, nothing sent."""
+    import omictl.cli.decommission as cmd
+
+    monkeypatch.setattr(cmd, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(cmd, "ask", lambda prompt: "not-it")
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("decommission", e2e.app_id, sid)
+    assert res.code == 7
+    assert e2e.sandbox.delete_count(sid) == 0
+
+
+def test_typed_service_id_confirms(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typing the service id at the prompt proceeds."""
+    import omictl.cli.decommission as cmd
+
+    sid = e2e.sandbox.service_ids[0]
+    monkeypatch.setattr(cmd, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(cmd, "ask", lambda prompt: sid)
+    res = e2e.cli("decommission", e2e.app_id, sid)
+    assert res.code == 0, res.err
+    assert "About to decommission" in res.err
+
+
+def test_changed_registry_key_after_pinning(e2e: E2E) -> None:
+    """A pinned registry key that no longer matches: exit 5, nothing sent."""
+    other = Signer(secrets.token_bytes(32)).public_key.hex()
+    pinned = e2e.cli("registry", "pin", e2e.sandbox.registry_url, "--public-key", other)
+    assert pinned.code == 0, pinned.err
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 5, res.err
+    assert e2e.sandbox.delete_count(sid) == 0
+
+
+def test_skip_provider_revokes_without_receipt(e2e: E2E) -> None:
+    """--skip-provider warns, sends no DELETE, and the registry revokes."""
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes", "--skip-provider")
+    assert res.code == 0, res.err
+    assert "warning" in res.err
+    assert res.json()["receipt_id"] is None
+    assert e2e.sandbox.delete_count(sid) == 0
+    assert e2e.sandbox.binding_status(sid) == "REVOKED"
+
+
+def test_retain_is_recorded_by_provider(e2e: E2E) -> None:
+    """--data-handling retain reaches the provider and comes back in the receipt."""
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli(
+        "-o", "json", "decommission", e2e.app_id, sid, "--yes", "--data-handling", "retain"
+    )
+    assert res.code == 0, res.err
+    assert res.json()["receipt"]["data"]["data_handling"] == "retain"
+
+
+def test_purge_target_down_still_revokes(e2e: E2E) -> None:
+    """A failed purge delivery is reported but does not undo the revocation."""
+    e2e.sandbox.faults.registry("purge_target_down")
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 0, res.err
+    statuses = {p["target"]: p["status"] for p in res.json()["propagation"]}
+    assert statuses["billing"] == "failed"
+    assert "purge not yet delivered" in res.err
+
+
+def test_record_for_other_service_is_exit_5(e2e: E2E) -> None:
+    """A revocation record naming another service fails verification (exit 5)."""
+    e2e.sandbox.faults.registry("record_for_other_service")
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli("decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 5, res.err
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["decommission", "not-an-app", "svc", "--yes"], "AppID"),
+        (["decommission", "org.omiappreg.alice.shop.7f8a9d", "bad/id", "--yes"], "service id"),
+        (
+            [
+                "decommission",
+                "org.omiappreg.alice.shop.7f8a9d",
+                "svc",
+                "--yes",
+                "--data-handling",
+                "shred",
+            ],
+            "data-handling",
+        ),
+        (["decommission", "org.omiappreg.alice.shop.7f8a9d", "--all"], "--yes"),
+        (["decommission", "--from", "x.json", "org.omiappreg.alice.shop.7f8a9d"], "--from"),
+    ],
+)
+def test_usage_errors(e2e: E2E, args: list[str], fragment: str) -> None:
+    """Bad arguments: exit 2, one clear line naming the problem."""
+    res = e2e.cli(*args)
+    assert res.code == 2
+    assert fragment in res.err

@@ -1,0 +1,187 @@
+"""Registry lookups (PROTOCOL.md section 3) and the HTTP rules every sandbox endpoint keeps."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from omictl.core.envelope import Signer
+from omictl.core.messages import parse_app, parse_binding, parse_binding_list, parse_registry_info
+from omictl.sandbox import Sandbox
+from tests.sandbox.helpers import PROBLEM, problem_code
+
+
+def test_registry_info_names_its_signing_key(sb: Sandbox, http: httpx.Client) -> None:
+    """GET /v1/registry answers the registry's public key and version 1.0."""
+    response = http.get(f"{sb.registry_url}/v1/registry")
+    assert response.headers["content-type"] == "application/json"
+    info = parse_registry_info(response.json())
+    assert (info.public_key, info.version) == (sb.registry_public_key, "1.0")
+
+
+def test_app_record_has_master_key(sb: Sandbox, http: httpx.Client, master: Signer) -> None:
+    """GET /v1/apps/{app_id} answers the master public key on file, status ACTIVE."""
+    app = parse_app(http.get(f"{sb.registry_url}/v1/apps/{sb.app_id}").json(), app_id=sb.app_id)
+    assert (app.master_public_key, app.status) == (master.public_key, "ACTIVE")
+
+
+def test_default_app_id_is_a_valid_rdaid_from_the_master_key(sb: Sandbox, master: Signer) -> None:
+    """The default AppID is org.omiappreg.sandbox.demo.<first 12 hex of the key id>."""
+    assert sb.app_id == f"org.omiappreg.sandbox.demo.{master.key_id[:12]}"
+
+
+def test_service_ids_cycle_through_kinds(sb: Sandbox) -> None:
+    """Services are numbered and typed in a fixed cycle."""
+    assert sb.service_ids == ["cms-article-1", "storage-blob-2", "search-index-3"]
+    assert [sb.service(s).service_type for s in sb.service_ids] == ["CMS", "Storage", "Search"]
+
+
+def test_binding_matches_service_info(sb: Sandbox, http: httpx.Client) -> None:
+    """GET of one binding answers endpoint and service key as ServiceInfo reports them."""
+    info = sb.service(sb.service_ids[1])
+    response = http.get(f"{sb.registry_url}/v1/apps/{sb.app_id}/services/{info.service_id}")
+    binding = parse_binding(response.json(), app_id=sb.app_id, service_id=info.service_id)
+    assert binding.to_json() == {
+        "app_id": sb.app_id,
+        "service_id": info.service_id,
+        "service_type": "Storage",
+        "endpoint_url": f"{sb.registry_url}/providers/{info.service_id}/api/v1",
+        "public_key": info.public_key.hex(),
+        "status": "ACTIVE",
+        "revoked_at": None,
+    }
+
+
+def test_service_list_holds_every_binding(sb: Sandbox, http: httpx.Client) -> None:
+    """GET /services lists all bindings of the app in creation order."""
+    response = http.get(f"{sb.registry_url}/v1/apps/{sb.app_id}/services")
+    bindings = parse_binding_list(response.json(), app_id=sb.app_id)
+    assert [b.service_id for b in bindings] == sb.service_ids
+
+
+@pytest.mark.parametrize("status", ["active", "DELETED", ""])
+def test_unknown_status_filter_is_malformed(status: str, sb: Sandbox, http: httpx.Client) -> None:
+    """?status= accepts only ACTIVE or REVOKED."""
+    response = http.get(f"{sb.registry_url}/v1/apps/{sb.app_id}/services?status={status}")
+    assert response.status_code == 400
+    assert problem_code(response) == "malformed_request"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/apps/org.omiappreg.x.y.abcdef",
+        "/v1/apps/org.omiappreg.x.y.abcdef/services",
+        "/v1/apps/org.omiappreg.x.y.abcdef/services/cms-article-1",
+        "/v1/apps/not-an-app-id",
+    ],
+    ids=["app", "list", "binding", "not-rdaid"],
+)
+def test_unknown_app_lookups_are_404(path: str, sb: Sandbox, http: httpx.Client) -> None:
+    """Every lookup under an unknown app is unknown_app (404)."""
+    response = http.get(sb.registry_url + path)
+    assert response.status_code == 404
+    assert problem_code(response) == "unknown_app"
+
+
+def test_unknown_binding_is_404(sb: Sandbox, http: httpx.Client) -> None:
+    """A binding the app does not have is unknown_service (404)."""
+    response = http.get(f"{sb.registry_url}/v1/apps/{sb.app_id}/services/cms-article-9")
+    assert response.status_code == 404
+    assert problem_code(response) == "unknown_service"
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/v1", "/v1/registry/", "/v2/registry", "/providers/cms-article-1"]
+)
+def test_unknown_path_is_404_problem(path: str, sb: Sandbox, http: httpx.Client) -> None:
+    """Paths outside the URL layout answer a 404 problem, not HTML."""
+    response = http.get(sb.registry_url + path)
+    assert response.status_code == 404
+    assert problem_code(response) == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/v1/registry", "GET"),
+        ("DELETE", "/v1/apps/{app}/services/cms-article-1", "GET"),
+        ("GET", "/v1/apps/{app}/services/cms-article-1/unbind", "POST"),
+        ("POST", "/providers/cms-article-1/api/v1", "DELETE"),
+        ("GET", "/auth/v1/purge", "POST"),
+    ],
+)
+def test_wrong_method_is_405_with_allow(
+    method: str, path: str, allow: str, sb: Sandbox, http: httpx.Client
+) -> None:
+    """A known path with the wrong method answers 405 and an Allow header."""
+    response = http.request(method, sb.registry_url + path.format(app=sb.app_id))
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert problem_code(response) == "method_not_allowed"
+
+
+def test_body_over_one_mib_is_413(sb: Sandbox, http: httpx.Client) -> None:
+    """A request body over 1 MiB is refused with 413 before it is read; nothing changes."""
+    before = sb.snapshot()
+    sid = sb.service_ids[0]
+    response = http.post(
+        f"{sb.registry_url}/v1/apps/{sb.app_id}/services/{sid}/unbind",
+        content=b"{" + b" " * (1024 * 1024) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert problem_code(response) == "payload_too_large"
+    assert response.headers["connection"] == "close"
+    assert sb.snapshot() == before
+    assert sb.unbind_count(sid) == 1
+
+
+def test_body_of_exactly_one_mib_is_read(sb: Sandbox, http: httpx.Client) -> None:
+    """1 MiB exactly is within the cap (and then judged as JSON)."""
+    sid = sb.service_ids[0]
+    response = http.post(
+        f"{sb.registry_url}/v1/apps/{sb.app_id}/services/{sid}/unbind",
+        content=b"[" + b" " * (1024 * 1024 - 2) + b"]",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert problem_code(response) == "malformed_request"
+
+
+def test_chunked_body_is_refused(sb: Sandbox, http: httpx.Client) -> None:
+    """A chunked request body (no Content-Length) is malformed_request."""
+
+    def chunks() -> object:
+        yield b"{}"
+
+    sid = sb.service_ids[0]
+    response = http.post(
+        f"{sb.registry_url}/v1/apps/{sb.app_id}/services/{sid}/unbind",
+        content=chunks(),  # type: ignore[arg-type]
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert problem_code(response) == "malformed_request"
+
+
+def test_keep_alive_connection_serves_many_requests(sb: Sandbox) -> None:
+    """Several requests on one raw socket each get a complete answer (HTTP/1.1)."""
+    host, port = sb.registry_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        request = f"GET /v1/registry HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        conn.sendall(request * 3)
+        received = b""
+        while received.count(b"HTTP/1.1 200 OK") < 3 or not received.endswith(b"}"):
+            received += conn.recv(65536)
+    assert received.count(b'"version":"1.0"') == 3
+
+
+def test_head_has_no_body(sb: Sandbox, http: httpx.Client) -> None:
+    """HEAD on a GET-only path is 405 with headers only (never a body)."""
+    response = http.head(f"{sb.registry_url}/v1/registry")
+    assert response.status_code == 405
+    assert response.content == b""
+    assert response.headers["content-type"] == PROBLEM

@@ -1,0 +1,138 @@
+"""Settings resolution: flag > environment > profile > default, one test per layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from omictl.config import load_config, resolve_settings, save_config
+from omictl.errors import UsageError
+
+
+def write_profile(home: Path, profile: str = "default", **values: object) -> None:
+    save_config(home / "config.toml", {profile: dict(values)})
+
+
+def test_default_layer(tmp_path: Path) -> None:
+    """With nothing set, the defaults apply and are reported as such."""
+    s = resolve_settings(home=str(tmp_path), profile=None, registry=None, output=None, env={})
+    assert (s.registry, s.key, s.timeout, s.concurrency, s.output) == (
+        None,
+        "master",
+        10.0,
+        8,
+        "text",
+    )
+    assert set(s.sources.values()) == {"default"}
+
+
+def test_profile_layer(tmp_path: Path) -> None:
+    """A profile's values beat the defaults."""
+    write_profile(
+        tmp_path, registry="https://reg.example", key="ci", timeout=3, concurrency=16, output="json"
+    )
+    s = resolve_settings(home=str(tmp_path), profile=None, registry=None, output=None, env={})
+    assert (s.registry, s.key, s.timeout, s.concurrency, s.output) == (
+        "https://reg.example",
+        "ci",
+        3.0,
+        16,
+        "json",
+    )
+    assert s.sources["registry"] == "profile"
+
+
+def test_env_layer_beats_profile(tmp_path: Path) -> None:
+    """Environment variables beat the profile."""
+    write_profile(tmp_path, registry="https://profile.example", key="p")
+    env = {
+        "OMICTL_REGISTRY": "https://env.example",
+        "OMICTL_KEY": "env:SEED",
+        "OMICTL_TIMEOUT": "7",
+        "OMICTL_CONCURRENCY": "2",
+        "OMICTL_OUTPUT": "json",
+    }
+    s = resolve_settings(home=str(tmp_path), profile=None, registry=None, output=None, env=env)
+    assert (s.registry, s.key, s.timeout, s.concurrency, s.output) == (
+        "https://env.example",
+        "env:SEED",
+        7.0,
+        2,
+        "json",
+    )
+    assert s.sources["registry"] == "env"
+
+
+def test_flag_layer_beats_env(tmp_path: Path) -> None:
+    """Flags beat environment variables."""
+    env = {"OMICTL_REGISTRY": "https://env.example", "OMICTL_OUTPUT": "json"}
+    s = resolve_settings(
+        home=str(tmp_path), profile=None, registry="https://flag.example", output="text", env=env
+    )
+    assert (s.registry, s.output) == ("https://flag.example", "text")
+    assert s.sources["registry"] == "flag"
+    assert s.with_overrides(timeout=2.5).timeout == 2.5
+
+
+def test_named_profile_from_env(tmp_path: Path) -> None:
+    """OMICTL_PROFILE selects a profile; --profile beats it."""
+    save_config(tmp_path / "config.toml", {"ci": {"key": "ci-key"}, "dev": {"key": "dev-key"}})
+    s = resolve_settings(
+        home=str(tmp_path), profile=None, registry=None, output=None, env={"OMICTL_PROFILE": "ci"}
+    )
+    assert (s.profile, s.key) == ("ci", "ci-key")
+    s = resolve_settings(
+        home=str(tmp_path), profile="dev", registry=None, output=None, env={"OMICTL_PROFILE": "ci"}
+    )
+    assert (s.profile, s.key) == ("dev", "dev-key")
+
+
+def test_unknown_profile_is_usage_error(tmp_path: Path) -> None:
+    """Naming a profile that does not exist is a usage error with a hint."""
+    with pytest.raises(UsageError) as info:
+        resolve_settings(home=str(tmp_path), profile="nope", registry=None, output=None, env={})
+    assert info.value.hint and "config set" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[profiles.default]\ntimeout = -1\n",
+        "[profiles.default]\nbogus = 1\n",
+        "[profiles.default\n",
+        "profiles = 3\n",
+        '[profiles.default]\noutput = "xml"\n',
+    ],
+)
+def test_bad_config_file_is_usage_error(tmp_path: Path, text: str) -> None:
+    """A config file with bad TOML or bad values is a usage error naming the file."""
+    (tmp_path / "config.toml").write_text(text)
+    with pytest.raises(UsageError) as info:
+        resolve_settings(home=str(tmp_path), profile=None, registry=None, output=None, env={})
+    assert (
+        "config.toml" in info.value.message
+        or "timeout" in info.value.message
+        or "output" in info.value.message
+    )
+
+
+def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
+    """A bad environment value is a usage error naming the variable."""
+    with pytest.raises(UsageError) as info:
+        resolve_settings(
+            home=str(tmp_path),
+            profile=None,
+            registry=None,
+            output=None,
+            env={"OMICTL_CONCURRENCY": "lots"},
+        )
+    assert "OMICTL_CONCURRENCY" in info.value.message
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    """save_config writes TOML that load_config reads back, strings escaped, mode 0600."""
+    profiles = {"default": {"registry": 'https://r.example/"q"', "timeout": 2.5, "concurrency": 4}}
+    save_config(tmp_path / "config.toml", profiles)
+    assert load_config(tmp_path / "config.toml") == profiles
+    assert (tmp_path / "config.toml").stat().st_mode & 0o777 == 0o600

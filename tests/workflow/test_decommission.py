@@ -1,0 +1,221 @@
+"""The decommission workflow, offline, against in-memory registry and provider fakes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omictl.core.envelope import Signer
+from omictl.core.evidence import verify_bundle
+from omictl.errors import (
+    Aborted,
+    ExitCode,
+    PartiallyDone,
+    UsageError,
+    VerificationError,
+)
+from omictl.workflow.archive import Archive
+from omictl.workflow.decommission import Deps, StepEvent, Target, decommission
+from omictl.workflow.journal import JournalStore
+from tests.workflow.fakes import APP_ID, FakeProvider, FakeRegistry, FakeWorld
+
+SERVICE = "cms-article-77"
+
+
+@pytest.fixture
+def world() -> FakeWorld:
+    w = FakeWorld()
+    w.add_service(SERVICE)
+    w.add_service("search-2")
+    return w
+
+
+def make_deps(world: FakeWorld, home: Path, **kw: Any) -> Deps:
+    events: list[StepEvent] = kw.pop("events_list", [])
+    params: dict[str, Any] = {
+        "registry": FakeRegistry(world),
+        "provider": FakeProvider(world),
+        "signer": world.master,
+        "journals": JournalStore(home / "state"),
+        "archive": Archive(home / "receipts"),
+        "registry_url": "https://registry.example",
+        "events": events.append,
+        "clock": lambda: world.now,
+    }
+    params.update(kw)
+    return Deps(**params)
+
+
+def test_happy_path_revokes_and_archives(world: FakeWorld, tmp_path: Path) -> None:
+    """One DELETE, one unbind, status REVOKED, and a bundle that verifies offline."""
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert result.status == "REVOKED"
+    assert world.status[SERVICE] == "REVOKED"
+    assert len(world.deletes) == 1 and len(world.unbinds) == 1
+    assert result.receipt_id == world.receipts[SERVICE]["data"]["receipt_id"]
+    assert world.unbinds[0]["data"]["provider_receipt"] == world.receipts[SERVICE]
+    assert result.bundle is not None
+    report = verify_bundle(Archive.load(Path(result.bundle)))
+    assert report.receipt_id == result.receipt_id
+    assert [s["step"] for s in result.steps] == [
+        "resolve",
+        "confirm",
+        "terminate",
+        "verify_receipt",
+        "unbind",
+        "verify_record",
+        "check_revoked",
+        "archive",
+    ]
+
+
+def test_wrong_master_key_sends_nothing(world: FakeWorld, tmp_path: Path) -> None:
+    """A local key that is not the app's master key fails (exit 5) before any DELETE."""
+    deps = make_deps(world, tmp_path, signer=Signer(bytes(32)))
+    with pytest.raises(VerificationError) as info:
+        decommission(Target(APP_ID, SERVICE), deps)
+    assert info.value.exit_code == ExitCode.VERIFICATION
+    assert info.value.code == "wrong_master_key"
+    assert world.deletes == [] and world.unbinds == []
+
+
+@pytest.mark.parametrize("mode", ["forged", "other_service", "failed_status"])
+def test_bad_receipt_stops_before_unbind(world: FakeWorld, tmp_path: Path, mode: str) -> None:
+    """A forged, misaddressed or unsuccessful receipt: exit 5, no unbind, answer kept."""
+    world.provider_mode = mode
+    with pytest.raises(VerificationError) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert info.value.exit_code == ExitCode.VERIFICATION
+    assert world.unbinds == []
+    assert world.status[SERVICE] == "ACTIVE"
+    kept = list((tmp_path / "receipts" / "rejected").rglob("*.json"))
+    assert len(kept) == 1
+    assert json.loads(kept[0].read_text())["answer"]["data"]["app_id"] == APP_ID
+
+
+def test_registry_down_after_wipe_is_partial_then_resumes(world: FakeWorld, tmp_path: Path) -> None:
+    """Registry down after the wipe: exit 8; re-run: REVOKED, same receipt, no 2nd DELETE."""
+    world.registry_mode = "down"
+    with pytest.raises(PartiallyDone) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert info.value.exit_code == ExitCode.PARTIAL
+    receipt_id = world.receipts[SERVICE]["data"]["receipt_id"]
+    assert info.value.details["receipt_id"] == receipt_id
+    world.registry_mode = "ok"
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert result.status == "REVOKED"
+    assert result.receipt_id == receipt_id
+    assert result.resumed_from == "unbind_sent"
+    assert len(world.deletes) == 1
+    assert len(world.unbinds) == 2
+
+
+def test_provider_down_is_unavailable_and_retry_completes(world: FakeWorld, tmp_path: Path) -> None:
+    """Provider down: exit 6 with nothing revoked; a re-run sends a fresh DELETE."""
+    world.provider_mode = "down"
+    with pytest.raises(Exception) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert getattr(info.value, "exit_code", None) == ExitCode.UNAVAILABLE
+    assert world.unbinds == []
+    world.provider_mode = "ok"
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert result.status == "REVOKED"
+    assert result.resumed_from == "termination_sent"
+    nonces = {d["data"]["nonce"] for d in world.deletes}
+    assert len(nonces) == 2
+
+
+def test_already_revoked_is_success_with_nothing_sent(world: FakeWorld, tmp_path: Path) -> None:
+    """A binding already REVOKED: status REVOKED, already_revoked, nothing sent."""
+    world.status[SERVICE] = "REVOKED"
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert result.status == "REVOKED" and result.already_revoked
+    assert world.deletes == [] and world.unbinds == []
+
+
+def test_rerun_after_success_sends_nothing(world: FakeWorld, tmp_path: Path) -> None:
+    """Re-running a finished decommission reports the held record and sends nothing."""
+    first = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    second = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert second.already_revoked and second.receipt_id == first.receipt_id
+    assert second.revocation_record == first.revocation_record
+    assert len(world.deletes) == 1 and len(world.unbinds) == 1
+
+
+def test_dry_run_sends_nothing(world: FakeWorld, tmp_path: Path) -> None:
+    """--dry-run signs both envelopes, sends neither, writes no journal."""
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, dry_run=True))
+    assert result.status == "DRY_RUN"
+    assert result.dry_run is not None
+    assert result.dry_run["termination_request"]["data"]["context"] == "permanent_termination"
+    assert result.dry_run["unbind_request"]["data"]["context"] == "decommission"
+    assert world.deletes == [] and world.unbinds == []
+    assert not (tmp_path / "state").exists()
+
+
+def test_declined_prompt_sends_nothing(world: FakeWorld, tmp_path: Path) -> None:
+    """A declined confirmation raises Aborted (exit 7) with nothing sent."""
+    with pytest.raises(Aborted) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, confirm=lambda p: False))
+    assert info.value.exit_code == ExitCode.ABORTED
+    assert world.deletes == [] and world.unbinds == []
+
+
+def test_skip_provider_unbinds_without_receipt(world: FakeWorld, tmp_path: Path) -> None:
+    """--skip-provider: no DELETE; the unbind carries no receipt; still REVOKED."""
+    result = decommission(Target(APP_ID, SERVICE, skip_provider=True), make_deps(world, tmp_path))
+    assert result.status == "REVOKED" and result.receipt_id is None
+    assert world.deletes == []
+    assert "provider_receipt" not in world.unbinds[0]["data"]
+    assert result.bundle is not None
+    assert verify_bundle(Archive.load(Path(result.bundle))).receipt_id is None
+
+
+def test_resume_refuses_changed_data_handling(world: FakeWorld, tmp_path: Path) -> None:
+    """Resuming an in-flight DELETE with another --data-handling is a usage error."""
+    world.provider_mode = "down"
+    with pytest.raises(Exception):
+        decommission(Target(APP_ID, SERVICE, "wipe"), make_deps(world, tmp_path))
+    world.provider_mode = "ok"
+    with pytest.raises(UsageError):
+        decommission(Target(APP_ID, SERVICE, "retain"), make_deps(world, tmp_path))
+
+
+class Crash(BaseException):
+    """Simulates the process dying at a step boundary (not an OmictlError)."""
+
+
+@pytest.mark.parametrize("crash_at", range(1, 8))
+def test_crash_at_any_step_then_rerun_completes(
+    world: FakeWorld, tmp_path: Path, crash_at: int
+) -> None:
+    """Dying after the Nth journal write, then re-running: REVOKED, one wipe at most."""
+    import omictl.workflow.journal as journal_mod
+
+    real_save = journal_mod.JournalStore.save
+    calls = [0]
+
+    def crashing_save(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_save(self, *args, **kwargs)
+        calls[0] += 1
+        if calls[0] == crash_at:
+            raise Crash
+
+    journal_mod.JournalStore.save = crashing_save  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Crash):
+            decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    except pytest.fail.Exception:
+        pass  # fewer journal writes than crash_at: the run completed
+    finally:
+        journal_mod.JournalStore.save = real_save  # type: ignore[method-assign]
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert result.status == "REVOKED"
+    assert world.status[SERVICE] == "REVOKED"
+    assert len(world.deletes) == 1  # exactly one DELETE reached the provider
+    assert len(world.receipts) == 1
+    if result.bundle:
+        verify_bundle(Archive.load(Path(result.bundle)))
