@@ -184,6 +184,7 @@ def resolve_settings(
     output: str | None,
     debug: bool = False,
     env: Mapping[str, str] | None = None,
+    allow_missing_profile: bool = False,
 ) -> Settings:
     """Resolve every setting: flag > environment > profile > default.
 
@@ -196,7 +197,11 @@ def resolve_settings(
         profile if profile is not None else env.get("OMICTL_PROFILE") or DEFAULT_PROFILE
     )
     profiles = load_config(paths.config_file)
-    if profile_name not in profiles and profile_name != DEFAULT_PROFILE:
+    if (
+        profile_name not in profiles
+        and profile_name != DEFAULT_PROFILE
+        and not allow_missing_profile
+    ):
         raise UsageError(
             f"profile {profile_name!r} is not in {paths.config_file}",
             hint=f"create it with: omictl --profile {profile_name} config set registry URL",

@@ -112,7 +112,13 @@ def main_callback(
         raise UsageError(f"--output must be 'text' or 'json', not {output!r}")
     _json_mode_for_errors = (output or os.environ.get("OMICTL_OUTPUT")) == "json"
     settings = resolve_settings(
-        home=home, profile=profile, registry=registry, output=output, debug=debug
+        home=home,
+        profile=profile,
+        registry=registry,
+        output=output,
+        debug=debug,
+        # `config set` is how a new profile comes to exist
+        allow_missing_profile=ctx.invoked_subcommand == "config",
     )
     _json_mode_for_errors = settings.output == "json"
     ctx.obj = Invocation(

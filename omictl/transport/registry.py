@@ -86,6 +86,8 @@ class RegistryClient:
         self._policy = policy
         self._pins = pins
         self._key: bytes | None = None
+        #: set when registry_key() pinned the key on this first contact (trust on first use)
+        self.pinned_on_first_use = False
 
     def _get(self, path: str, *, what: str) -> Any:
         return request_json(
@@ -113,6 +115,7 @@ class RegistryClient:
         if self._pins is not None:
             if pinned is None:
                 self._pins.pin(self.base_url, info.public_key, name=info.name)
+                self.pinned_on_first_use = True
             elif pinned != info.public_key:
                 raise VerificationError(
                     f"registry {self.base_url} now presents key {key_id(info.public_key)}, "

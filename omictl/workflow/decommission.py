@@ -226,6 +226,14 @@ class _Run:
         t, d = self.t, self.d
         self.emit("resolve", "start", f"reading {t.app_id}/{t.service_id} from {d.registry_url}")
         registry_key = d.registry.registry_key()
+        if getattr(d.registry, "pinned_on_first_use", False):
+            self.emit(
+                "resolve",
+                "warning",
+                f"first contact with {d.registry_url}: pinned its key {key_id(registry_key)} "
+                "(trust on first use; compare it out of band: omictl registry show)",
+            )
+            d.registry.pinned_on_first_use = False
         app = d.registry.get_app(t.app_id)
         if d.signer.public_key != app.master_public_key:
             raise VerificationError(
@@ -466,7 +474,7 @@ class _Run:
                 raise Aborted("declined at the confirmation prompt; nothing was sent")
             self.emit("confirm", "done", "confirmed")
         else:
-            self.emit("confirm", "skipped", "consent given with --yes")
+            self.emit("confirm", "skipped", "consent given up front (--yes); no prompt")
 
         receipt: Receipt | None = None
         if j.receipt is not None:

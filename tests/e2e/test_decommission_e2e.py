@@ -36,7 +36,13 @@ def test_happy_path_json(e2e: E2E) -> None:
         "auth": "delivered",
         "billing": "delivered",
     }
-    assert [s["step"] for s in doc["steps"]] == [
+    assert doc["steps"][0] == {
+        "step": "resolve",
+        "status": "warning",
+        "message": doc["steps"][0]["message"],
+    }  # first contact: the registry key was pinned
+    assert "pinned its key" in doc["steps"][0]["message"]
+    assert list(dict.fromkeys(s["step"] for s in doc["steps"])) == [
         "resolve",
         "confirm",
         "terminate",

@@ -1,0 +1,93 @@
+"""omictl config show|get|set|unset, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from omictl.cli.app import run
+
+pytestmark = pytest.mark.usefixtures("clean_omictl_env")
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = run(list(args))
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    return code, out.out, out.err
+
+
+def test_set_then_get_in_a_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """config set writes the profile; config get reads it back with its source."""
+    home = str(tmp_path)
+    assert (
+        cli(capsys, "--home", home, "--profile", "ci", "config", "set", "concurrency", "16")[0] == 0
+    )
+    code, out, _ = cli(
+        capsys, "--home", home, "--profile", "ci", "-o", "json", "config", "get", "concurrency"
+    )
+    assert code == 0
+    assert json.loads(out) == {"key": "concurrency", "value": 16, "source": "profile"}
+
+
+def test_env_beats_profile_in_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config show reports the environment as the source when it overrides the profile."""
+    home = str(tmp_path)
+    cli(capsys, "--home", home, "config", "set", "timeout", "3")
+    monkeypatch.setenv("OMICTL_TIMEOUT", "7")
+    code, out, _ = cli(capsys, "--home", home, "-o", "json", "config", "show")
+    assert code == 0
+    assert json.loads(out)["settings"]["timeout"] == {"value": 7.0, "source": "env"}
+
+
+def test_unset_removes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """config unset removes a setting; get then shows the default."""
+    home = str(tmp_path)
+    cli(capsys, "--home", home, "config", "set", "key", "ci-key")
+    assert cli(capsys, "--home", home, "config", "unset", "key")[0] == 0
+    assert cli(capsys, "--home", home, "config", "get", "key")[1].strip() == "master"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["config", "set", "bogus", "1"], "unknown setting"),
+        (["config", "set", "concurrency", "0"], "between 1 and 256"),
+        (["config", "set", "output", "xml"], "'text' or 'json'"),
+        (["config", "set", "registry", "ftp://x"], "registry"),
+        (["config", "get", "nope"], "unknown setting"),
+    ],
+)
+def test_bad_values_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    """Bad keys and values: exit 2, one clear line, config file untouched."""
+    code, _, err = cli(capsys, "--home", str(tmp_path), *args)
+    assert code == 2
+    assert fragment in err
+    assert not (tmp_path / "config.toml").exists()
+
+
+def test_receipts_show_unknown_is_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """receipts show for an id not in the archive: exit 2 with a hint."""
+    code, _, err = cli(capsys, "--home", str(tmp_path), "receipts", "show", "RCPT-NOPE")
+    assert code == 2
+    assert "hint: list them with: omictl receipts list" in err
+
+
+def test_receipts_verify_non_bundle_is_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """receipts verify on a JSON file that is not a bundle: exit 2."""
+    path = tmp_path / "x.json"
+    path.write_text('{"hello": 1}')
+    code, _, err = cli(capsys, "--home", str(tmp_path), "receipts", "verify", str(path))
+    assert code == 2
+    assert "evidence bundle" in err
