@@ -33,12 +33,10 @@ without a second DELETE.
 
 Examples:
 
+\b
   omictl decommission org.omiappreg.alice.shop.7f8a9d cms-article-77
-
   omictl decommission APP_ID SERVICE_ID --yes -o json      # CI: no prompt
-
   omictl decommission APP_ID --all --yes --concurrency 16  # every ACTIVE binding
-
   omictl decommission --from plan.json --yes
 
 Exit codes: 0 done (or already revoked), 2 usage, 3 key, 4 rejected by a remote,
@@ -49,9 +47,14 @@ not yet (re-run to resume).
 
 def decommission_command(
     ctx: typer.Context,
-    app_id: Annotated[str | None, typer.Argument(help="The AppID.", show_default=False)] = None,
+    app_id: Annotated[
+        str | None, typer.Argument(help="The AppID.", show_default=False, metavar="APP_ID")
+    ] = None,
     service_id: Annotated[
-        str | None, typer.Argument(help="The service to decommission.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="The service to decommission.", show_default=False, metavar="SERVICE_ID"
+        ),
     ] = None,
     key: Annotated[
         str | None,
