@@ -110,7 +110,7 @@ def parse_setting(key: str, value: object, *, source: str) -> Any:
     if key == "timeout":
         try:
             timeout = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # Overflow: a huge TOML integer
             raise UsageError(f"timeout in {source} must be a number of seconds") from exc
         if not 0 < timeout <= 600:
             raise UsageError(f"timeout in {source} must be between 0 and 600 seconds")
@@ -140,8 +140,12 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
     raw = read_capped(path, limit=MAX_CONFIG_BYTES, error=UsageError)
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}", hint="fix it or remove it") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: TOMLDecodeError, and integers past the int-from-string digit limit;
+        # RecursionError: arrays or inline tables nested deeper than the interpreter allows
+        raise UsageError(
+            f"{path} is not valid TOML: {_short(exc)}", hint="fix it or remove it"
+        ) from exc
     profiles = doc.get("profiles", {})
     if not isinstance(profiles, dict):
         raise UsageError(f"{path}: 'profiles' must be a table")
@@ -153,6 +157,11 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
             k: parse_setting(k, v, source=f"{path} [profiles.{name}]") for k, v in table.items()
         }
     return out
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _toml_value(value: Any) -> str:
@@ -173,7 +182,7 @@ def save_config(path: Path, profiles: Mapping[str, Mapping[str, Any]]) -> None:
         for key in sorted(profiles[name]):
             lines.append(f"{key} = {_toml_value(profiles[name][key])}")
         lines.append("")
-    atomic_write_bytes(path, "\n".join(lines).encode("utf-8"), error=UsageError)
+    atomic_write_bytes(path, "\n".join(lines).encode("utf-8"), error=UsageError, sweep_stale=True)
 
 
 def resolve_settings(

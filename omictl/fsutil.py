@@ -3,6 +3,13 @@
 A new file is created next to the target with ``O_CREAT | O_EXCL`` and its final mode
 (never written and then chmod-ed), written, fsync-ed, then ``os.replace``-d over the target,
 and the folder is fsync-ed so the rename itself survives a power cut.
+
+A writer killed mid-write (SIGKILL, power cut) leaves its temporary file
+``.<name>.<12 hex>.tmp`` behind; the target itself is untouched. Such files never break a
+later write (each write picks a fresh random name), but a key file's would keep a copy of
+the (sealed) key after ``keys delete`` or ``keys passwd``, so writers of small, sensitive
+files pass ``sweep_stale=True`` to remove their target's temporary files older than
+:data:`STALE_TEMP_AGE_S`.
 """
 
 from __future__ import annotations
@@ -10,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +27,10 @@ from omictl.errors import OmictlError
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+#: A temporary file of an atomic write untouched this long was left by a crashed writer: a
+#: write in progress takes milliseconds.
+STALE_TEMP_AGE_S = 15 * 60
+_TEMP_TAIL_RE = re.compile(r"[0-9a-f]{12}\.tmp")
 
 
 def ensure_private_dir(path: Path, *, error: type[OmictlError] = OmictlError) -> Path:
@@ -41,15 +54,20 @@ def atomic_write_bytes(
     *,
     mode: int = PRIVATE_FILE_MODE,
     error: type[OmictlError] = OmictlError,
+    sweep_stale: bool = False,
 ) -> None:
     """Replace ``path`` with ``content`` atomically; the new file has ``mode`` from birth.
 
+    ``sweep_stale`` first removes temporary files of ``path`` that crashed writers left
+    (:func:`remove_stale_temps`); it lists the folder, so it is for files in small folders.
     Raises ``error`` on any OS failure, after removing the temporary file; the target is
     then untouched.
     """
     import secrets
 
     ensure_private_dir(path.parent, error=error)
+    if sweep_stale:
+        remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
@@ -76,10 +94,44 @@ def atomic_write_json(
     *,
     mode: int = PRIVATE_FILE_MODE,
     error: type[OmictlError] = OmictlError,
+    sweep_stale: bool = False,
 ) -> None:
     """:func:`atomic_write_bytes` of ``value`` as indented, key-sorted JSON plus a newline."""
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"), mode=mode, error=error)
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode, error=error, sweep_stale=sweep_stale)
+
+
+def remove_stale_temps(
+    path: Path, *, older_than: float = STALE_TEMP_AGE_S, now: float | None = None
+) -> int:
+    """Remove the temporary files crashed atomic writes of ``path`` left; return how many.
+
+    Only regular files named exactly as :func:`atomic_write_bytes` names them
+    (``.<name>.<12 hex>.tmp``, never a symlink) and not modified for ``older_than`` seconds
+    are removed, so a write in progress is never disturbed (and should a writer stopped for
+    longer resume, its rename fails and the target stays as it was). Best effort: never
+    raises.
+    """
+    prefix = f".{path.name}."
+    cutoff = (time.time() if now is None else now) - older_than
+    removed = 0
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not _TEMP_TAIL_RE.fullmatch(
+            entry.name[len(prefix) :]
+        ):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def fsync_dir(path: Path) -> None:

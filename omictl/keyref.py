@@ -80,7 +80,10 @@ def _resolve(ref: str, keys_dir: Path, env: Mapping[str, str]) -> KeyFile | byte
         var = ref[len(ENV_PREFIX) :]
         value = _env_value(var, env)
         if value.lstrip().startswith("{"):
-            return parse_key_bytes(value.encode("utf-8"), source=f"the variable {var}")
+            # os.environ holds undecodable bytes as lone surrogates: pass them through as
+            # (invalid) UTF-8 bytes, which the key file parser then refuses
+            raw = value.encode("utf-8", "surrogatepass")
+            return parse_key_bytes(raw, source=f"the variable {var}")
         # Error messages name the variable, never echo its value (a secret).
         return parse_seed_text(value, what=f"the variable {var}", error=KeystoreError)
     return load_key(keys_dir, ref)

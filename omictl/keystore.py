@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omictl.errors import KeystoreError, OmictlError, UsageError
-from omictl.fsutil import atomic_write_bytes, atomic_write_json, ensure_private_dir, is_private
+from omictl.fsutil import (
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_private_dir,
+    is_private,
+    remove_stale_temps,
+)
 
 if TYPE_CHECKING:
     from omictl.core.envelope import Signer
@@ -646,7 +652,7 @@ def write_key_file(path: Path, key: KeyFile, *, overwrite: bool = False) -> None
     if not overwrite:
         _refuse_existing(path, key.name)
     ensure_private_dir(path.parent, error=KeystoreError)
-    atomic_write_json(path, key.to_json(), error=KeystoreError)
+    atomic_write_json(path, key.to_json(), error=KeystoreError, sweep_stale=True)
 
 
 # ---------------------------------------------------------------------------- operations
@@ -859,6 +865,7 @@ def delete_key(keys_dir: Path, name: str) -> KeyFile | None:
         raise KeystoreError(f"no key named {name!r} in {keys_dir}", code="unknown_key") from exc
     except OSError as exc:
         raise KeystoreError(f"cannot delete {path}: {exc.strerror}") from exc
+    remove_stale_temps(path)  # a crashed write's copy of the key, if old enough
     return key
 
 

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+def inert(text: str) -> str:
+    """``text`` made inert for a terminal: control and format characters (ANSI escapes,
+    OSC hyperlinks, bidi overrides, newlines) shown as ``\\uXXXX``.
+
+    Servers' words (service types, endpoints, receipt ids, purge targets, problem details)
+    reach the user's terminal through step messages, errors and listings; nothing a peer
+    sends may move the cursor, recolour, hide or forge a line (STYLE.md 6). Rich markup is
+    escaped separately (``rich.markup.escape``) where text goes through Rich.
+    """
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def _no_color() -> bool:
     return "NO_COLOR" in os.environ
 
@@ -73,13 +85,13 @@ class Output:
         """A warning on stderr."""
         from rich.markup import escape
 
-        self.err.print(f"[yellow]warning:[/yellow] {escape(text)}")
+        self.err.print(f"[yellow]warning:[/yellow] {escape(inert(text))}")
 
     def success(self, text: str) -> None:
         """A success line on stderr."""
         from rich.markup import escape
 
-        self.err.print(f"[green]✓[/green] {escape(text)}")
+        self.err.print(f"[green]✓[/green] {escape(inert(text))}")
 
 
 def _console(stream: TextIO) -> Console:
@@ -102,6 +114,6 @@ def render_error(exc: OmictlError, *, json_mode: bool) -> None:
     from rich.markup import escape
 
     console = _console(sys.stderr)
-    console.print(f"[red]omictl: error:[/red] {escape(exc.message)}")
+    console.print(f"[red]omictl: error:[/red] {escape(inert(exc.message))}")
     if exc.hint:
-        console.print(f"hint: {escape(exc.hint)}")
+        console.print(f"hint: {escape(inert(exc.hint))}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from omictl.cli.output import Output
+from omictl.cli.output import Output, inert
 
 if TYPE_CHECKING:
     from omictl.workflow.decommission import Plan, Result, StepEvent
@@ -35,19 +35,23 @@ class StepPrinter:
 
         if self.quiet and event.status not in ("failed", "warning"):
             return
-        head = f"[bold]{escape(event.service_id)}[/bold] " if self.prefix else ""
+        head = f"[bold]{escape(inert(event.service_id))}[/bold] " if self.prefix else ""
+        message = escape(inert(event.message))  # server text inside: make it inert
         with self._lock:
             if event.status == "start":
                 if self.out.err.is_terminal and not self.prefix:
-                    self.out.err.print(f"[dim]… {event.step}: {escape(event.message)}[/dim]")
+                    self.out.err.print(f"[dim]… {event.step}: {message}[/dim]")
                 return
             mark = _MARKS.get(event.status, "•")
-            self.out.err.print(f"{mark} {head}{event.step}: {escape(event.message)}")
+            self.out.err.print(f"{mark} {head}{event.step}: {message}")
 
 
 def render_plan(out: Output, plan: Plan) -> None:
     """Show what a decommission will do, on stderr, before the prompt."""
-    from rich.markup import escape
+    from rich.markup import escape as _escape
+
+    def escape(text: str) -> str:  # the binding's fields are the registry's words
+        return _escape(inert(text))
 
     t = plan.target
     lines = [
@@ -83,7 +87,7 @@ def result_text(result: Result) -> str:
         parts.append(f"evidence {result.bundle}")
     if result.error:
         parts.append(f"error: {result.error.get('message', '')}")
-    return "  ".join(parts)
+    return inert("  ".join(parts))
 
 
 def summary_json(results: list[Result], exit_code: int) -> dict[str, Any]:

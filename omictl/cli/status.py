@@ -23,6 +23,7 @@ def status_command(
     ] = False,
 ) -> None:
     """Show an app's service bindings (or one) as the registry sees them."""
+    from omictl.cli.output import inert
     from omictl.core.appid import parse_app_id, validate_service_id
     from omictl.workflow.session import open_session, registry_url_for_app
 
@@ -46,6 +47,8 @@ def status_command(
     for b in bindings:
         revoked = f" revoked_at={b.revoked_at}" if b.revoked_at else ""
         inv.out.line(
-            f"{b.service_id:<24} {b.status:<8} {b.service_type or '-':<10} "
-            f"{b.endpoint_url}{revoked}"
+            inert(  # the registry's words, on the user's terminal
+                f"{b.service_id:<24} {b.status:<8} {b.service_type or '-':<10} "
+                f"{b.endpoint_url}{revoked}"
+            )
         )

@@ -23,11 +23,13 @@ import random
 import ssl
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpcore
 import httpx
 
 from omictl import __version__
@@ -63,7 +65,6 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: Without an explicit ``deadline``, one request_json call (every try and every wait
 #: included) may take this many times the client's read timeout.
 DEADLINE_FACTOR = 6
-_CHUNK = 64 * 1024
 _TEXT_LIMIT = 300
 
 #: What to tell the user for each PROTOCOL.md section 5 code.
@@ -109,6 +110,105 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+#: Absolute ``time.monotonic()`` by which the current :func:`request_json` call must end;
+#: every socket connect/read/write of that call is bounded by it (see _DeadlineBackend).
+_SOCKET_DEADLINE: ContextVar[float | None] = ContextVar("omictl_socket_deadline", default=None)
+
+
+def _socket_timeout(timeout: float | None) -> float | None:
+    """``timeout`` shortened to what is left of the call's deadline; raises
+    :class:`_DeadlineExceeded` once it has passed."""
+    until = _SOCKET_DEADLINE.get()
+    if until is None:
+        return timeout
+    remaining = until - time.monotonic()
+    if remaining <= 0:
+        raise _DeadlineExceeded
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+def _deadline_passed() -> bool:
+    until = _SOCKET_DEADLINE.get()
+    return until is not None and time.monotonic() >= until
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket whose every read and write also ends at the call's deadline.
+
+    httpx's timeouts are per socket operation: a server sending one byte of its *headers*
+    every half second never trips a 1 s read timeout, and httpx reads headers before
+    request_json can look at a clock. Bounding each operation here closes that gap.
+    """
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return self._inner.read(max_bytes, _socket_timeout(timeout))
+        except httpcore.TimeoutException:
+            if _deadline_passed():
+                raise _DeadlineExceeded from None
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        try:
+            self._inner.write(buffer, _socket_timeout(timeout))
+        except httpcore.TimeoutException:
+            if _deadline_passed():
+                raise _DeadlineExceeded from None
+            raise
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(
+            self._inner.start_tls(ssl_context, server_hostname, _socket_timeout(timeout))
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with every stream wrapped in :class:`_DeadlineStream`."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, _socket_timeout(timeout), local_address, socket_options
+        )
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:  # pragma: no cover - omictl never dials unix sockets
+        return _DeadlineStream(
+            self._inner.connect_unix_socket(path, _socket_timeout(timeout), socket_options)
+        )
+
+    def sleep(self, seconds: float) -> None:  # pragma: no cover - unused by HTTP/1.1
+        self._inner.sleep(seconds)
+
+
 def make_client(*, timeout: float = 10.0, insecure: bool = False) -> httpx.Client:
     """The one HTTP client factory.
 
@@ -118,11 +218,17 @@ def make_client(*, timeout: float = 10.0, insecure: bool = False) -> httpx.Clien
     identity``; and ``trust_env=False``: no ``HTTP(S)_PROXY``/``ALL_PROXY`` from the
     environment (a proxy variable must not silently re-route signed requests) and no
     ``.netrc`` credentials sent to registries or providers. ``SSL_CERT_FILE`` and
-    ``SSL_CERT_DIR`` are still honoured.
+    ``SSL_CERT_DIR`` are still honoured. Every socket operation is also bounded by the
+    deadline of the :func:`request_json` call it serves (headers included).
     """
     del insecure  # accepted for symmetry with the CLI flag; TLS is verified regardless
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    transport = httpx.HTTPTransport(verify=_ssl_context(), trust_env=False)
+    # httpx has no public hook for the network backend; the pool's attribute is stable
+    # across httpcore 1.x, and tests/hostile prove the deadline holds on real sockets.
+    pool = transport._pool
+    pool._network_backend = _DeadlineBackend(pool._network_backend)
     return httpx.Client(
         timeout=httpx.Timeout(timeout),
         headers={
@@ -130,7 +236,7 @@ def make_client(*, timeout: float = 10.0, insecure: bool = False) -> httpx.Clien
             "Accept": "application/json, application/problem+json",
             "Accept-Encoding": "identity",
         },
-        verify=_ssl_context(),
+        transport=transport,
         follow_redirects=False,
         trust_env=False,
     )
@@ -298,7 +404,7 @@ def _read_body(
         )
     chunks: list[bytes] = []
     size = 0
-    stream: Iterator[bytes] = response.iter_raw(_CHUNK)
+    stream: Iterator[bytes] = response.iter_raw()  # one chunk per socket read
     for chunk in stream:
         size += len(chunk)
         if size > MAX_BODY_BYTES:
@@ -469,7 +575,8 @@ def request_json(
 
     ``deadline`` bounds the whole call in seconds, tries and waits included (default
     :data:`DEADLINE_FACTOR` times the client's read timeout), so a server trickling
-    bytes cannot hold omictl for ever; it may be overrun by at most one read timeout.
+    bytes cannot hold omictl for ever. It is enforced on every socket connect, read and
+    write of the call (response headers included), not only between body chunks.
 
     Raises :class:`ProtocolError` for any redirect (never followed), an answer over
     :data:`MAX_BODY_BYTES` (after decoding), or a 2xx that is not strict JSON with a JSON
@@ -483,6 +590,27 @@ def request_json(
         read = client.timeout.read
         deadline = DEADLINE_FACTOR * (read if read is not None else 10.0)
     until = clock() + deadline
+    token = _SOCKET_DEADLINE.set(time.monotonic() + deadline)
+    try:
+        return _request_loop(
+            client, method, url, body=body, policy=policy, what=what, deadline=deadline, until=until
+        )
+    finally:
+        _SOCKET_DEADLINE.reset(token)
+
+
+def _request_loop(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    body: Callable[[], bytes] | None,
+    policy: RetryPolicy,
+    what: str,
+    deadline: float,
+    until: float,
+) -> Answer:
+    clock = policy.clock
     host = host_of(url)
     last: _Retry | None = None
     tried = 0

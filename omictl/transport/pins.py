@@ -103,6 +103,7 @@ class PinStore:
             self.path,
             {"version": PINS_FORMAT_VERSION, "registries": registries},
             error=UsageError,
+            sweep_stale=True,
         )
 
     # ------------------------------------------------------------------ API

@@ -46,7 +46,10 @@ def normalize_url(url: str, *, what: str = "URL", error: type[OmictlError] = Usa
         raise error(f"{what} is longer than {MAX_URL_CHARS} characters")
     if any(ch.isspace() or not ch.isprintable() for ch in url):
         raise error(f"{what} {url!r} contains whitespace or control characters")
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced "[" of an IPv6 literal
+        raise error(f"{what} {url!r} is not a valid URL: {exc}", hint=_hint_for(url)) from exc
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not url.lower().startswith(f"{scheme}://"):
         raise error(f"{what} {url!r} is not an https:// URL", hint=_hint_for(url))

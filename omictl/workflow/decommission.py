@@ -366,6 +366,15 @@ class _Run:
                 "registry reports the binding revoked but sent no signed record",
             )
             return
+        sent = self.journal.receipt["data"].get("receipt_id") if self.journal.receipt else None
+        if record.receipt_id != sent:
+            # the evidence bundle must verify offline (core.evidence checks this very link)
+            raise VerificationError(
+                f"the registry's revocation record names receipt {record.receipt_id!r}, "
+                f"but the unbind request carried {sent!r}",
+                code="invalid_record",
+                hint="report this to the registry operator; the record was not accepted",
+            )
         self.journal.revocation_record = record.envelope.to_json()
         self.save("revoked")
         self.result.propagation = [p.to_json() for p in record.propagation]

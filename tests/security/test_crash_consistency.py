@@ -1,0 +1,484 @@
+"""Crash consistency: SIGKILL every writer of omictl at random moments, many times.
+
+A forked child loops one writer for ever (alternating old and new content) and reports
+through a pipe, around every atomic write, the SHA-256 of the bytes it is about to write
+(``B`` + digest) and that the write returned (``E``). The parent kills it with SIGKILL after
+a random delay and then checks that the file on disk is exactly the last completed content
+or the one in flight (never torn, empty or lost), that omictl's own reader accepts it, and
+that later writes still work although the kills leave temporary files behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+import random
+import select
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omictl import config, fsutil
+from omictl.config import load_config, save_config
+from omictl.core.evidence import verify_bundle
+from omictl.keystore import (
+    PassphraseSource,
+    change_passphrase,
+    decrypt_seed,
+    generate_key,
+    import_key_bytes,
+    import_seed,
+    read_key_file,
+    seal_seed,
+)
+from omictl.transport.pins import PinStore
+from omictl.workflow.archive import Archive
+from omictl.workflow.journal import Journal, JournalStore
+from tests.security import helpers as h
+
+pytestmark = pytest.mark.usefixtures("fast_kdf", "clean_omictl_env")
+
+KILLS_PER_WRITER = 40
+#: Random delay before the kill; the writers loop in a few milliseconds, so every phase of
+#: an atomic write (temp file open, write, fsync, rename, folder fsync) gets hit.
+MAX_DELAY_S = 0.04
+SEED = hashlib.sha256(b"omictl crash seed").digest()
+OTHER_SEED = hashlib.sha256(b"omictl crash other seed").digest()
+PASSPHRASES = (b"crash passphrase one", b"crash passphrase two")
+
+
+def source(passphrase: bytes) -> PassphraseSource:
+    """A non-interactive passphrase source holding ``passphrase``."""
+    return PassphraseSource(env={"OMICTL_PASSPHRASE": passphrase.decode()}, interactive=False)
+
+
+def sha(path: Path) -> bytes:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+# ---------------------------------------------------------------------------- the writers
+
+
+@dataclass
+class Writer:
+    """One of omictl's writes: its target file, the loop body, and its reader's check."""
+
+    name: str
+    target: Path
+    #: the i-th write of the child's loop (i = 0, 1, 2, ...)
+    write: Callable[[int], None]
+    #: omictl's own reader on the file; raises if the file is not valid
+    check: Callable[[], None]
+    #: run once in the child before its loop (e.g. find the current passphrase)
+    prepare: Callable[[], None] = lambda: None
+
+
+def key_writers(home: Path) -> list[Writer]:
+    """keys generate, keys passwd, keys import (each on its own key file)."""
+    keys = home / "keys"
+    publics: set[bytes] = set()
+
+    def generate(_i: int) -> None:
+        generate_key(keys, "gen", passphrases=source(PASSPHRASES[0]), force=True)
+
+    def check_generated() -> None:
+        key = read_key_file(keys / "gen.json")
+        assert len(decrypt_seed(key, PASSPHRASES[0])) == 32
+
+    generate(0)
+
+    import_seed(keys, "pw", SEED, passphrases=source(PASSPHRASES[0]))
+    current = [0]
+
+    def find_current() -> None:
+        key = read_key_file(keys / "pw.json")
+        for index, passphrase in enumerate(PASSPHRASES):
+            with contextlib.suppress(Exception):
+                decrypt_seed(key, passphrase)
+                current[0] = index
+                return
+        raise AssertionError("pw.json opens with neither passphrase")
+
+    def passwd(_i: int) -> None:
+        old, new = PASSPHRASES[current[0]], PASSPHRASES[1 - current[0]]
+        change_passphrase(keys, "pw", old=source(old), new=source(new))
+        current[0] = 1 - current[0]
+
+    def check_passwd() -> None:
+        key = read_key_file(keys / "pw.json")
+        seeds = set()
+        for passphrase in PASSPHRASES:
+            with contextlib.suppress(Exception):
+                seeds.add(decrypt_seed(key, passphrase))
+        assert seeds == {SEED}
+
+    backups = [
+        seal_seed(seed, PASSPHRASES[1], name="backup").to_json() for seed in (SEED, OTHER_SEED)
+    ]
+    import json
+
+    raws = [json.dumps(doc).encode() for doc in backups]
+    publics.update(bytes.fromhex(doc["public_key"]) for doc in backups)
+    import_key_bytes(keys, "imp", raws[0])
+
+    def import_(i: int) -> None:
+        import_key_bytes(keys, "imp", raws[i % 2], force=True)
+
+    def check_import() -> None:
+        key = read_key_file(keys / "imp.json")
+        assert key.public_key in publics
+        assert decrypt_seed(key, PASSPHRASES[1]) in (SEED, OTHER_SEED)
+
+    return [
+        Writer("keys generate", keys / "gen.json", generate, check_generated),
+        Writer("keys passwd", keys / "pw.json", passwd, check_passwd, prepare=find_current),
+        Writer("keys import", keys / "imp.json", import_, check_import),
+    ]
+
+
+def journal_writer(home: Path) -> Writer:
+    """JournalStore.save, alternating two journals of the same service."""
+    store = JournalStore(home / "state")
+    journals = [Journal.from_json(h.journal(), path=Path("x")), None]
+    second = copy.deepcopy(journals[0])
+    assert second is not None
+    second.revocation_record = h.revocation_record()
+    second.unbind_request = h.unbind_request()
+    journals[1] = second
+    phases = ("receipt_held", "revoked")
+
+    def save(i: int) -> None:
+        journal = copy.deepcopy(journals[i % 2])
+        assert journal is not None
+        store.save(journal, phase=phases[i % 2], now=h.NOW + i % 2)
+
+    def check() -> None:
+        loaded = store.load(h.APP_ID, h.SERVICE_ID)
+        assert loaded.phase in phases
+
+    save(0)
+    return Writer("JournalStore.save", store.path_for(h.APP_ID, h.SERVICE_ID), save, check)
+
+
+def archive_writer(home: Path) -> Writer:
+    """Archive.save_bundle, alternating two bundles of the same receipt (same file)."""
+    archive = Archive(home / "receipts")
+    bundles = [h.bundle(), dict(h.bundle(), created_at=h.NOW + 99)]
+    path = archive.save_bundle(bundles[0])
+
+    def save(i: int) -> None:
+        archive.save_bundle(bundles[i % 2])
+
+    def check() -> None:
+        report = verify_bundle(Archive.load(path))
+        assert report.receipt_id == h.RECEIPT_ID
+
+    return Writer("Archive.save_bundle", path, save, check)
+
+
+def config_writer(home: Path) -> Writer:
+    """config.save_config, alternating two sets of profiles."""
+    path = home / "config.toml"
+    profiles = [h.config_profiles(), {"default": {"registry": "https://other.example"}}]
+    save_config(path, profiles[0])
+
+    def save(i: int) -> None:
+        save_config(path, profiles[i % 2])
+
+    def check() -> None:
+        assert load_config(path) in profiles
+
+    return Writer("config.save_config", path, save, check)
+
+
+def pin_writer(home: Path) -> Writer:
+    """PinStore.pin, alternating two keys for the same registry (explicit re-pin)."""
+    path = home / "known_registries.json"
+    store = PinStore(path)
+    keys = [h.REGISTRY.public_key, h.MASTER.public_key]
+    store.pin(h.REGISTRY_URL, keys[0], name="OMI App Registry")
+
+    def pin(i: int) -> None:
+        store.pin(h.REGISTRY_URL, keys[i % 2], replace=True)
+
+    def check() -> None:
+        assert store.get(h.REGISTRY_URL) in keys
+
+    return Writer("PinStore.pin", path, pin, check)
+
+
+def all_writers(home: Path) -> list[Writer]:
+    """Every writer omictl has, each set up with its initial ("old") content on disk."""
+    home.mkdir(mode=0o700, exist_ok=True)
+    return [
+        *key_writers(home),
+        journal_writer(home),
+        archive_writer(home),
+        config_writer(home),
+        pin_writer(home),
+    ]
+
+
+WRITER_NAMES = [
+    "keys generate",
+    "keys passwd",
+    "keys import",
+    "JournalStore.save",
+    "Archive.save_bundle",
+    "config.save_config",
+    "PinStore.pin",
+]
+
+
+# ---------------------------------------------------------------------------- the child
+
+
+def _spy(fd: int) -> None:
+    """Report every atomic write on ``fd``: ``B`` + SHA-256 of the content, then ``E``."""
+    real = fsutil.atomic_write_bytes
+
+    def spying(path: Path, content: bytes, **kwargs: Any) -> None:
+        os.write(fd, b"B" + hashlib.sha256(content).digest())
+        real(path, content, **kwargs)
+        os.write(fd, b"E")
+
+    fsutil.atomic_write_bytes = spying
+    config.atomic_write_bytes = spying  # type: ignore[attr-defined]
+
+
+def _child(writer: Writer, fd: int) -> None:
+    """Loop the writer until killed; report a failure as ``X`` + message."""
+    try:
+        _spy(fd)
+        writer.prepare()
+        i = 0
+        while True:
+            writer.write(i)
+            i += 1
+    except BaseException as exc:
+        os.write(fd, b"X" + f"{type(exc).__name__}: {exc}".encode()[:400])
+    finally:
+        os._exit(0)
+
+
+@dataclass
+class Kill:
+    """What one kill left behind."""
+
+    writes_started: int
+    mid_write: bool
+    ok: bool
+    detail: str
+
+
+def kill_once(writer: Writer, rng: random.Random) -> Kill:
+    """Fork a child looping ``writer``, SIGKILL it after a random delay, check the file."""
+    before = sha(writer.target)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        os.close(read_fd)
+        _child(writer, write_fd)
+    os.close(write_fd)
+    reports = bytearray()
+    deadline = time.monotonic() + rng.uniform(0.0, MAX_DELAY_S)
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([read_fd], [], [], left)
+        if ready:
+            reports += os.read(read_fd, 1 << 16)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    while chunk := os.read(read_fd, 1 << 16):
+        reports += chunk
+    os.close(read_fd)
+    return _judge(writer, before, bytes(reports))
+
+
+def _judge(writer: Writer, before: bytes, reports: bytes) -> Kill:
+    """The file must be the last completed content, or the one in flight; and readable."""
+    done, in_flight, started, pos = before, None, 0, 0
+    while pos < len(reports):
+        tag = reports[pos : pos + 1]
+        if tag == b"X":
+            return Kill(started, False, False, "child failed: " + reports[pos + 1 :].decode())
+        if tag == b"B":
+            in_flight, pos, started = reports[pos + 1 : pos + 33], pos + 33, started + 1
+        elif tag == b"E":
+            assert in_flight is not None
+            done, in_flight, pos = in_flight, None, pos + 1
+        else:  # pragma: no cover - a torn report cannot happen: pipe writes < PIPE_BUF
+            return Kill(started, False, False, f"unreadable report at {pos}")
+    allowed = {done} if in_flight is None else {done, in_flight}
+    try:
+        now = sha(writer.target)
+    except FileNotFoundError:
+        return Kill(started, in_flight is not None, False, "the file is gone")
+    if now not in allowed:
+        return Kill(started, in_flight is not None, False, "neither old nor new content")
+    try:
+        writer.check()
+    except Exception as exc:
+        return Kill(started, in_flight is not None, False, f"reader refused it: {exc!r}")
+    return Kill(started, in_flight is not None, True, "")
+
+
+def stray_temps(target: Path) -> list[Path]:
+    """Temporary files of atomic writes of ``target`` left in its folder."""
+    return sorted(p for p in target.parent.glob(f".{target.name}.*.tmp") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def kill_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Kill every writer KILLS_PER_WRITER times; gather what was observed."""
+    mp = pytest.MonkeyPatch()
+    from omictl import keystore
+
+    mp.setattr(keystore, "KDF_LIMITS", keystore.MIN_LIMITS)
+    home = tmp_path_factory.mktemp("crash") / "home"
+    rng = random.Random(20250116)
+    results: dict[str, Any] = {}
+    try:
+        for writer in all_writers(home):
+            kills = [kill_once(writer, rng) for _ in range(KILLS_PER_WRITER)]
+            results[writer.name] = {
+                "writer": writer,
+                "kills": kills,
+                "temps": stray_temps(writer.target),
+            }
+            h.count(f"crash {writer.name}: kills", len(kills))
+            h.count(f"crash {writer.name}: kills mid-write", sum(k.mid_write for k in kills))
+            h.count(f"crash {writer.name}: corrupt or lost", sum(not k.ok for k in kills))
+            h.count(f"crash {writer.name}: writes started", sum(k.writes_started for k in kills))
+            h.count(f"crash {writer.name}: temp files left", len(results[writer.name]["temps"]))
+        results["home"] = home
+        yield results
+    finally:
+        mp.undo()
+
+
+# ---------------------------------------------------------------------------- the tests
+
+
+@pytest.mark.parametrize("name", WRITER_NAMES)
+def test_sigkill_leaves_old_or_new_content(kill_results: dict[str, Any], name: str) -> None:
+    """After every SIGKILL the file is exactly the old or the new content, and readable."""
+    kills: list[Kill] = kill_results[name]["kills"]
+    failures = [k.detail for k in kills if not k.ok]
+    assert failures == []
+    assert len(kills) == KILLS_PER_WRITER
+
+
+@pytest.mark.parametrize("name", WRITER_NAMES)
+def test_kills_landed_during_writes(kill_results: dict[str, Any], name: str) -> None:
+    """The children really were writing when killed (the test is not vacuous)."""
+    kills: list[Kill] = kill_results[name]["kills"]
+    assert sum(k.writes_started for k in kills) > KILLS_PER_WRITER
+    assert any(k.mid_write for k in kills)
+
+
+@pytest.mark.parametrize("name", WRITER_NAMES)
+def test_writes_succeed_after_kills(kill_results: dict[str, Any], name: str) -> None:
+    """Whatever the kills left behind, the next write succeeds and the reader accepts it."""
+    writer: Writer = kill_results[name]["writer"]
+    writer.prepare()
+    writer.write(1)
+    writer.write(0)
+    writer.check()
+
+
+#: Writers of small, sensitive files sweep their stale temp files (fsutil sweep_stale).
+SWEPT = ["keys generate", "keys passwd", "keys import", "config.save_config", "PinStore.pin"]
+
+
+@pytest.mark.parametrize("name", WRITER_NAMES)
+def test_kills_leave_temp_files_behind(kill_results: dict[str, Any], name: str) -> None:
+    """A SIGKILL between creating and renaming the temp file leaves that temp file behind."""
+    assert kill_results[name]["temps"] != []
+
+
+@pytest.mark.parametrize("name", SWEPT)
+def test_stale_temp_files_are_removed_by_the_next_write(
+    kill_results: dict[str, Any], name: str
+) -> None:
+    """Temp files a kill left behind, once stale, are removed by the next write of the file."""
+    writer: Writer = kill_results[name]["writer"]
+    assert stray_temps(writer.target) != []
+    old = time.time() - fsutil.STALE_TEMP_AGE_S - 60
+    for path in stray_temps(writer.target):
+        os.utime(path, (old, old))
+    writer.prepare()
+    writer.write(1)  # PinStore.pin writes nothing when the key is already the pinned one
+    writer.write(0)
+    assert stray_temps(writer.target) == []
+
+
+def test_temp_files_are_invisible_to_listings(kill_results: dict[str, Any]) -> None:
+    """Left-over temp files never show up as keys or evidence bundles."""
+    from omictl.keystore import list_keys
+
+    home: Path = kill_results["home"]
+    listing = list_keys(home / "keys")
+    assert [key.name for key in listing.keys] == ["gen", "imp", "pw"]
+    assert listing.problems == []
+    bundles = Archive(home / "receipts").bundles()
+    assert [path.name for path, _ in bundles] == [f"{h.SERVICE_ID}--{h.RECEIPT_ID}.json"]
+
+
+def test_delete_removes_stale_temp_files_of_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keys delete also removes stale temp copies of the deleted key."""
+    from omictl.keystore import delete_key
+
+    keys = tmp_path / "keys"
+    import_seed(keys, "gone", SEED, passphrases=source(PASSPHRASES[0]))
+    stale = keys / ".gone.json.0123456789ab.tmp"
+    stale.write_bytes((keys / "gone.json").read_bytes())
+    old = time.time() - fsutil.STALE_TEMP_AGE_S - 1
+    os.utime(stale, (old, old))
+    delete_key(keys, "gone")
+    assert sorted(p.name for p in keys.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- the sweep itself
+
+
+def test_sweep_removes_only_stale_temps_of_the_target(tmp_path: Path) -> None:
+    """remove_stale_temps deletes the target's stale temps, nothing fresh, foreign or odd."""
+    target = tmp_path / "a.json"
+    target.write_text("{}")
+    now = time.time()
+    names = {
+        ".a.json.0123456789ab.tmp": now - fsutil.STALE_TEMP_AGE_S - 1,  # stale: removed
+        ".a.json.ba9876543210.tmp": now - 5,  # a write in progress: kept
+        ".b.json.0123456789ab.tmp": now - 10**6,  # another file's: kept
+        ".a.json.0123456789AB.tmp": now - 10**6,  # not our spelling: kept
+        ".a.json.x.0123456789ab.tmp": now - 10**6,  # of a file "a.json.x": kept
+        "a.json.0123456789ab.tmp": now - 10**6,  # no leading dot: kept
+    }
+    for name, mtime in names.items():
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (mtime, mtime))
+    folder = tmp_path / ".a.json.cccccccccccc.tmp"
+    folder.mkdir()
+    os.utime(folder, (now - 10**6, now - 10**6))
+    link = tmp_path / ".a.json.dddddddddddd.tmp"
+    link.symlink_to(target)
+    assert fsutil.remove_stale_temps(target, now=now) == 1
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(
+        [*(n for n in names if n != ".a.json.0123456789ab.tmp"), folder.name, link.name, "a.json"]
+    )
+
+
+def test_sweep_of_missing_folder_is_a_no_op(tmp_path: Path) -> None:
+    """Sweeping next to a folder that does not exist removes nothing and raises nothing."""
+    assert fsutil.remove_stale_temps(tmp_path / "nowhere" / "a.json") == 0
