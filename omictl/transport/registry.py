@@ -7,6 +7,7 @@ only under the registry key pinned for this base URL (trust on first use, then f
 from __future__ import annotations
 
 import json
+import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,13 @@ class RegistryClient:
         self._key: bytes | None = None
         #: set when registry_key() pinned the key on this first contact (trust on first use)
         self.pinned_on_first_use = False
+        # A batch shares one client across worker threads: the key and app records are
+        # fetched once (single flight) instead of once per service, so the pin check and
+        # the first pin happen exactly once per run.
+        self._key_lock = threading.Lock()
+        self._apps: dict[str, App] = {}
+        self._app_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     def _get(self, path: str, *, what: str) -> Any:
         return request_json(
@@ -107,9 +115,19 @@ class RegistryClient:
         first use); later, the presented key must equal the pinned one, else
         :class:`VerificationError` (exit 5) with a hint to re-pin explicitly. With
         ``pins=None`` the presented key is used without pinning.
+
+        Thread safe: concurrent first calls make one request and one pin check; the others
+        wait for it. A failed fetch or check caches nothing (the next call tries again).
         """
-        if self._key is not None:
+        key = self._key
+        if key is not None:
+            return key
+        with self._key_lock:
+            if self._key is None:
+                self._key = self._fetch_key()
             return self._key
+
+    def _fetch_key(self) -> bytes:
         pinned = self._pins.get(self.base_url) if self._pins is not None else None
         info = self.info()
         if self._pins is not None:
@@ -123,14 +141,29 @@ class RegistryClient:
                     hint=repin_hint(self.base_url),
                     code="registry_key_mismatch",
                 )
-        self._key = info.public_key
-        return self._key
+        return info.public_key
 
     def get_app(self, app_id: str) -> App:
-        """``GET /v1/apps/{app_id}``, checked to be that app. Raises :class:`ProtocolError`,
-        :class:`VerificationError` (another app) and the :func:`request_json` errors."""
-        body = self._get(f"/v1/apps/{_segment(app_id, what='app id')}", what="app lookup")
-        return parse_app(body, app_id=app_id)
+        """``GET /v1/apps/{app_id}``, checked to be that app; fetched once per client.
+
+        A client lives for one command, so a batch of N services of one app reads the app
+        record (its master key) once, not N times; a run that started with the right key
+        keeps the record it checked. Thread safe: concurrent first calls make one request.
+        Only a successful, validated answer is kept. Raises :class:`ProtocolError`,
+        :class:`VerificationError` (another app) and the :func:`request_json` errors.
+        """
+        app = self._apps.get(app_id)
+        if app is not None:
+            return app
+        with self._locks_lock:
+            lock = self._app_locks.setdefault(app_id, threading.Lock())
+        with lock:  # one app's first fetch never waits for another app's
+            app = self._apps.get(app_id)
+            if app is None:
+                body = self._get(f"/v1/apps/{_segment(app_id, what='app id')}", what="app lookup")
+                app = parse_app(body, app_id=app_id)
+                self._apps[app_id] = app
+            return app
 
     def list_services(self, app_id: str, *, active_only: bool = False) -> list[Binding]:
         """``GET /v1/apps/{app_id}/services`` (``?status=ACTIVE`` with ``active_only``;

@@ -1,0 +1,54 @@
+"""Batch runs share one registry client, which reads the registry key and the app record once:
+the master-key check and the registry pin check must still stop every service."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from omictl.core.envelope import Signer
+from tests.e2e.conftest import E2E
+
+pytestmark = pytest.mark.e2e
+
+
+def test_batch_wrong_master_key_stops_every_service(
+    e2e: E2E, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--all with a key that is not the app's master key: exit 5, no DELETE anywhere."""
+    monkeypatch.setenv("OMICTL_E2E_SEED", secrets.token_hex(32))
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, "--all", "--yes", "--concurrency", "3")
+    assert res.code == 5, res.err
+    results = res.json()["results"]
+    assert len(results) == 3
+    assert {(r["status"], r["error"]["code"]) for r in results} == {("FAILED", "wrong_master_key")}
+    for sid in e2e.sandbox.service_ids:
+        assert e2e.sandbox.delete_count(sid) == 0
+        assert e2e.sandbox.binding_status(sid) == "ACTIVE"
+
+
+def test_batch_changed_registry_key_stops_every_service(e2e: E2E) -> None:
+    """--all against a registry whose key differs from the pinned one: exit 5, nothing sent."""
+    impostor = Signer(secrets.token_bytes(32)).public_key.hex()
+    pin = e2e.cli("registry", "pin", e2e.sandbox.registry_url, "--public-key", impostor)
+    assert pin.code == 0, pin.err
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, "--all", "--yes", "--concurrency", "3")
+    assert res.code == 5, res.err
+    results = res.json()["results"]
+    assert {(r["status"], r["error"]["code"]) for r in results} == {
+        ("FAILED", "registry_key_mismatch")
+    }
+    for sid in e2e.sandbox.service_ids:
+        assert e2e.sandbox.delete_count(sid) == 0
+        assert e2e.sandbox.binding_status(sid) == "ACTIVE"
+
+
+def test_batch_revokes_all_with_shared_lookups(e2e: E2E) -> None:
+    """--all at concurrency 3: every binding REVOKED, each DELETE and unbind sent once."""
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, "--all", "--yes", "--concurrency", "3")
+    assert res.code == 0, res.err
+    assert {r["status"] for r in res.json()["results"]} == {"REVOKED"}
+    for sid in e2e.sandbox.service_ids:
+        assert e2e.sandbox.binding_status(sid) == "REVOKED"
+        assert (e2e.sandbox.delete_count(sid), e2e.sandbox.unbind_count(sid)) == (1, 1)
