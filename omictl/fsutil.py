@@ -95,9 +95,16 @@ def atomic_write_json(
     mode: int = PRIVATE_FILE_MODE,
     error: type[OmictlError] = OmictlError,
     sweep_stale: bool = False,
+    compact: bool = False,
 ) -> None:
-    """:func:`atomic_write_bytes` of ``value`` as indented, key-sorted JSON plus a newline."""
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """:func:`atomic_write_bytes` of ``value`` as key-sorted JSON plus a newline: indented
+    for files people read, one line with ``compact`` (hot paths: Python's C encoder only
+    runs without ``indent``, about ten times faster on journal-sized documents)."""
+    if compact:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    else:
+        text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    text += "\n"
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode, error=error, sweep_stale=sweep_stale)
 
 

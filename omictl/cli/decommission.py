@@ -19,6 +19,7 @@ from omictl.errors import OmictlError, UsageError
 
 if TYPE_CHECKING:
     from omictl.core.envelope import Signer
+    from omictl.core.messages import Binding
     from omictl.workflow.decommission import Plan, Result, Target
     from omictl.workflow.session import Session
 
@@ -305,9 +306,11 @@ def _run_many(
                     )
                 return sessions[url]
 
+        listed: dict[tuple[str, str], Binding] = {}
         if targets is None:
             assert app_id is not None
             bindings = session_for(app_id).registry.list_services(app_id, active_only=True)
+            listed = {(b.app_id, b.service_id): b for b in bindings}
             targets = [
                 Target(app_id, b.service_id, data_handling, skip_provider).validate()
                 for b in bindings
@@ -359,6 +362,7 @@ def _run_many(
                 events=printer,
                 confirm=None,
                 dry_run=dry_run,
+                known_binding=listed.get((target.app_id, target.service_id)),
             )
 
         results = run_batch(

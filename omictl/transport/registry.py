@@ -87,8 +87,8 @@ class RegistryClient:
         self._policy = policy
         self._pins = pins
         self._key: bytes | None = None
-        #: set when registry_key() pinned the key on this first contact (trust on first use)
-        self.pinned_on_first_use = False
+        # set when registry_key() pinned the key on this first contact (trust on first use)
+        self._pinned_on_first_use = False
         # A batch shares one client across worker threads: the key and app records are
         # fetched once (single flight) instead of once per service, so the pin check and
         # the first pin happen exactly once per run.
@@ -133,7 +133,7 @@ class RegistryClient:
         if self._pins is not None:
             if pinned is None:
                 self._pins.pin(self.base_url, info.public_key, name=info.name)
-                self.pinned_on_first_use = True
+                self._pinned_on_first_use = True
             elif pinned != info.public_key:
                 raise VerificationError(
                     f"registry {self.base_url} now presents key {key_id(info.public_key)}, "
@@ -142,6 +142,13 @@ class RegistryClient:
                     code="registry_key_mismatch",
                 )
         return info.public_key
+
+    def take_first_use_pin(self) -> bool:
+        """True exactly once (across threads) if :meth:`registry_key` pinned the key on
+        first contact, so the caller can tell the user once."""
+        with self._key_lock:
+            pinned, self._pinned_on_first_use = self._pinned_on_first_use, False
+            return pinned
 
     def get_app(self, app_id: str) -> App:
         """``GET /v1/apps/{app_id}``, checked to be that app; fetched once per client.

@@ -190,6 +190,8 @@ class Deps:
     endpoint_override: str | None = None
     dry_run: bool = False
     lock_wait: float = 120.0
+    #: the binding as a listing just returned it (``--all``): saves one GET per service
+    known_binding: Binding | None = None
 
 
 class _Run:
@@ -226,14 +228,13 @@ class _Run:
         t, d = self.t, self.d
         self.emit("resolve", "start", f"reading {t.app_id}/{t.service_id} from {d.registry_url}")
         registry_key = d.registry.registry_key()
-        if getattr(d.registry, "pinned_on_first_use", False):
+        if d.registry.take_first_use_pin():
             self.emit(
                 "resolve",
                 "warning",
                 f"first contact with {d.registry_url}: pinned its key {key_id(registry_key)} "
                 "(trust on first use; compare it out of band: omictl registry show)",
             )
-            d.registry.pinned_on_first_use = False
         app = d.registry.get_app(t.app_id)
         if d.signer.public_key != app.master_public_key:
             raise VerificationError(
@@ -242,7 +243,11 @@ class _Run:
                 code="wrong_master_key",
                 hint="pass the app's master key with --key (omictl keys list shows key ids)",
             )
-        binding = d.registry.get_binding(t.app_id, t.service_id)
+        known = d.known_binding
+        if known is not None and (known.app_id, known.service_id) == (t.app_id, t.service_id):
+            binding = known
+        else:
+            binding = d.registry.get_binding(t.app_id, t.service_id)
         self.emit(
             "resolve",
             "done",

@@ -52,3 +52,10 @@ def test_batch_revokes_all_with_shared_lookups(e2e: E2E) -> None:
     for sid in e2e.sandbox.service_ids:
         assert e2e.sandbox.binding_status(sid) == "REVOKED"
         assert (e2e.sandbox.delete_count(sid), e2e.sandbox.unbind_count(sid)) == (1, 1)
+
+
+def test_first_contact_pin_is_reported_once_per_batch(e2e: E2E) -> None:
+    """A batch's first contact with a registry warns about the new pin exactly once."""
+    res = e2e.cli("decommission", e2e.app_id, "--all", "--yes", "--concurrency", "8")
+    assert res.code == 0, res.err
+    assert res.err.count("first contact with") == 1

@@ -150,7 +150,7 @@ def test_concurrent_first_contact_pins_once(
     assert results == [REGISTRY_SIGNER.public_key] * THREADS
     assert route.call_count == 1
     assert pins.get(REGISTRY) == REGISTRY_SIGNER.public_key
-    assert registry.pinned_on_first_use is True
+    assert in_threads(registry.take_first_use_pin).count(True) == 1  # told once
 
 
 def test_concurrent_changed_key_fails_everywhere(
@@ -180,4 +180,4 @@ def test_key_checked_against_pin_on_first_use(
     route.respond(200, json=registry_info(OTHER_SIGNER))  # too late: never asked again
     assert registry.registry_key() == REGISTRY_SIGNER.public_key
     assert route.call_count == 1
-    assert registry.pinned_on_first_use is False
+    assert registry.take_first_use_pin() is False

@@ -66,6 +66,9 @@ class FakeRegistry:
     def registry_key(self) -> bytes:
         return self.w.registry_signer.public_key
 
+    def take_first_use_pin(self) -> bool:
+        return False
+
     def get_app(self, app_id: str) -> App:
         return App(app_id=app_id, master_public_key=self.w.master.public_key, status="ACTIVE")
 
