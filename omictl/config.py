@@ -101,30 +101,30 @@ def parse_setting(key: str, value: object, *, source: str) -> Any:
     """Check one setting's value; raise :class:`UsageError` naming ``source`` if wrong."""
     if key not in PROFILE_KEYS:
         raise UsageError(
-            f"unknown setting {key!r} in {source}", hint=f"settings: {', '.join(PROFILE_KEYS)}"
+            f"unknown setting {key!r} (from {source})", hint=f"settings: {', '.join(PROFILE_KEYS)}"
         )
     if key in ("registry", "key"):
         if not isinstance(value, str) or not value:
-            raise UsageError(f"{key} in {source} must be a non-empty string")
+            raise UsageError(f"{key} (from {source}) must be a non-empty string")
         return value
     if key == "timeout":
         try:
             timeout = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError) as exc:  # Overflow: a huge TOML integer
-            raise UsageError(f"timeout in {source} must be a number of seconds") from exc
+            raise UsageError(f"timeout (from {source}) must be a number of seconds") from exc
         if not 0 < timeout <= 600:
-            raise UsageError(f"timeout in {source} must be between 0 and 600 seconds")
+            raise UsageError(f"timeout (from {source}) must be between 0 and 600 seconds")
         return timeout
     if key == "concurrency":
         try:
             conc = int(str(value))
         except ValueError as exc:
-            raise UsageError(f"concurrency in {source} must be a whole number") from exc
+            raise UsageError(f"concurrency (from {source}) must be a whole number") from exc
         if not 1 <= conc <= 256:
-            raise UsageError(f"concurrency in {source} must be between 1 and 256")
+            raise UsageError(f"concurrency (from {source}) must be between 1 and 256")
         return conc
     if value not in OUTPUT_FORMATS:
-        raise UsageError(f"output in {source} must be 'text' or 'json'")
+        raise UsageError(f"output (from {source}) must be 'text' or 'json'")
     return value
 
 
@@ -201,6 +201,15 @@ def resolve_settings(
     """
     env = os.environ if env is None else env
     home_value = home if home is not None else env.get("OMICTL_HOME") or None
+    if (
+        home_value
+        and Path(home_value).expanduser().exists()
+        and not Path(home_value).expanduser().is_dir()
+    ):
+        raise UsageError(
+            f"home {home_value!r} is not a folder",
+            hint="--home / OMICTL_HOME names the folder omictl keeps keys, state and receipts in",
+        )
     paths = Paths.for_home(Path(home_value) if home_value else None)
     profile_name = validate_profile_name(
         profile if profile is not None else env.get("OMICTL_PROFILE") or DEFAULT_PROFILE

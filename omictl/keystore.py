@@ -598,6 +598,8 @@ def decrypt_seed(key: KeyFile, passphrase: bytes) -> bytes:
             raise KeystoreError(
                 f"wrong passphrase for key {key.name} (or its file {label} is damaged)",
                 code="wrong_passphrase",
+                hint="the passphrase came from --passphrase-file, else OMICTL_PASSPHRASE, "
+                "else the prompt: check the one in use",
             ) from exc
     else:
         assert key.seed is not None

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from omictl import __version__
+from omictl.cli import output
 from omictl.cli.output import Output, render_error
 from omictl.config import Settings, resolve_settings
 from omictl.errors import ExitCode, OmictlError, UsageError
@@ -190,9 +191,10 @@ def run(argv: list[str] | None = None) -> int:
     rendered here, once, with its exit code, and anything else is reported as a bug.
     """
     global _json_mode_for_errors, _debug
-    _json_mode_for_errors = os.environ.get("OMICTL_OUTPUT") == "json"
-    _debug = False
     args = sys.argv[1:] if argv is None else argv
+    _json_mode_for_errors = _wants_json(args)
+    _debug = False
+    output.reset_emitted()
     try:
         _register(args)
         app(args=args, prog_name="omictl", standalone_mode=True)
@@ -201,6 +203,12 @@ def run(argv: list[str] | None = None) -> int:
         if code is None:
             return 0
         if isinstance(code, int):
+            if code == ExitCode.USAGE and _json_mode_for_errors and not output.emitted():
+                # Click printed its usage error on stderr; scripts still get one document
+                output.write_json(
+                    {"error": UsageError("invalid command line (see stderr)").to_json()},
+                    sys.stdout,
+                )
             return code
         print(code, file=sys.stderr)
         return int(ExitCode.INTERNAL)
@@ -224,6 +232,21 @@ def run(argv: list[str] | None = None) -> int:
         )
         return int(ExitCode.INTERNAL)
     return 0
+
+
+def _wants_json(args: list[str]) -> bool:
+    """Whether this run asked for ``-o json`` (read before Click parses, so that even its
+    own usage errors can be answered with a JSON document)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("-o", "--output") and i + 1 < len(args):
+            return args[i + 1] == "json"
+        if arg in ("-ojson", "--output=json"):
+            return True
+        if arg.startswith(("-o", "--output=")) and arg not in ("-o", "--output"):
+            return False
+    return os.environ.get("OMICTL_OUTPUT") == "json"
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def set_command(
     key: Annotated[str, typer.Argument(help="Setting.")],
     value: Annotated[str, typer.Argument(help="Value.")],
 ) -> None:
-    """Set a setting in the current profile (``--profile``), creating it if needed."""
+    """Set a setting in the current profile (--profile), creating the profile if needed."""
     _check_key(key)
     inv = get_invocation(ctx)
     path = inv.settings.paths.config_file

@@ -140,8 +140,15 @@ def decommission_command(
         ),
     ] = None,
 ) -> None:
+    from omictl.config import parse_setting
+
     inv = get_invocation(ctx)
-    settings = inv.settings.with_overrides(timeout=timeout, concurrency=concurrency)
+    settings = inv.settings.with_overrides(
+        timeout=None if timeout is None else parse_setting("timeout", timeout, source="--timeout"),
+        concurrency=None
+        if concurrency is None
+        else parse_setting("concurrency", concurrency, source="--concurrency"),
+    )
     inv = Invocation(settings=settings, out=inv.out)
     from omictl.workflow.decommission import Target
 
@@ -151,9 +158,12 @@ def decommission_command(
     if all_services and (not app_id or service_id):
         raise UsageError("--all takes an APP_ID and no SERVICE_ID")
     if not batch and not (app_id and service_id):
+        hint = "omictl decommission --help shows examples"
+        if app_id and "/" in app_id and not service_id:
+            app_part, _, service_part = app_id.partition("/")
+            hint = f"give them as two arguments: omictl decommission {app_part} {service_part}"
         raise UsageError(
-            "decommission needs APP_ID and SERVICE_ID (or --all, or --from)",
-            hint="omictl decommission --help shows examples",
+            "decommission needs APP_ID and SERVICE_ID (or --all, or --from)", hint=hint
         )
     if endpoint and batch:
         raise UsageError("--endpoint applies to one service, not to --all or --from")
@@ -316,14 +326,17 @@ def _run_many(
                 for b in bindings
                 if b.status == "ACTIVE"
             ]
-            out.info(f"{len(targets)} ACTIVE binding(s) of {app_id} will be decommissioned:")
+            if targets:
+                out.info(f"{len(targets)} ACTIVE binding(s) of {app_id} will be decommissioned:")
         else:
             out.info(f"plan: {len(targets)} service(s) will be decommissioned:")
         for t in targets:
             extra = " (skip provider)" if t.skip_provider else ""
             out.info(f"  {t.app_id}/{t.service_id}  {t.data_handling}{extra}")
         if not targets:
-            out.result(summary_json([], 0), "nothing to decommission")
+            out.info(f"{app_id} has no ACTIVE bindings: nothing to decommission")
+            if out.json_mode:
+                out.emit_json(summary_json([], 0))
             return
         if not yes and not dry_run:
             answer = ask(f"Type the number of services ({len(targets)}) to confirm: ")

@@ -97,4 +97,6 @@ def demo_command(
         else:
             import shutil
 
+            out.info(f"(the demo home {tmp} is removed now; --keep keeps it to inspect)")
+
             shutil.rmtree(tmp, ignore_errors=True)

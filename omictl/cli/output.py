@@ -100,10 +100,27 @@ def _console(stream: TextIO) -> Console:
     return Console(file=stream, no_color=_no_color(), highlight=False, soft_wrap=True)
 
 
+_emitted = False
+
+
+def reset_emitted() -> None:
+    """Forget earlier documents (start of a run)."""
+    global _emitted
+    _emitted = False
+
+
+def emitted() -> bool:
+    """Whether this run already wrote its JSON document to stdout."""
+    return _emitted
+
+
 def write_json(payload: Any, stream: TextIO) -> None:
     """Write one JSON document and a newline."""
+    global _emitted
     stream.write(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
     stream.flush()
+    if stream is sys.stdout:
+        _emitted = True
 
 
 def render_error(exc: OmictlError, *, json_mode: bool) -> None:

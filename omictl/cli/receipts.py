@@ -84,7 +84,7 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write an evidence bundle to a file, for an auditor (``receipts verify`` checks it)."""
+    """Write an evidence bundle to a file for an auditor (omictl receipts verify checks it)."""
     from omictl.fsutil import atomic_write_json
     from omictl.workflow.archive import Archive
 
@@ -104,6 +104,14 @@ def verify_command(
         str | None,
         typer.Option(
             "--master-key", help="Require this master public key (hex).", show_default=False
+        ),
+    ] = None,
+    service_key: Annotated[
+        str | None,
+        typer.Option(
+            "--service-key",
+            help="Require this service public key (hex), e.g. from the registry's binding.",
+            show_default=False,
         ),
     ] = None,
     registry_key: Annotated[
@@ -129,6 +137,11 @@ def verify_command(
         if master_key
         else None
     )
+    expect_service = (
+        parse_hex(service_key, field="--service-key", length=32, error=UsageError)
+        if service_key
+        else None
+    )
     expect_registry = (
         parse_hex(registry_key, field="--registry-key", length=32, error=UsageError)
         if registry_key
@@ -136,7 +149,10 @@ def verify_command(
     )
     try:
         report = verify_bundle(
-            bundle, expect_master_key=expect_master, expect_registry_key=expect_registry
+            bundle,
+            expect_master_key=expect_master,
+            expect_registry_key=expect_registry,
+            expect_service_key=expect_service,
         )
     except ProtocolError as exc:
         if exc.code == "protocol_error" and "bundle" in exc.message:
@@ -153,8 +169,18 @@ def verify_command(
         f"revoked_at={report.revoked_at} master={report.master_key_id} "
         f"service={report.service_key_id} registry={report.registry_key_id}"
     )
-    if expect_master is None or expect_registry is None:
+    unpinned = [
+        role
+        for role, key in (
+            ("master", expect_master),
+            ("service", expect_service),
+            ("registry", expect_registry),
+        )
+        if key is None
+    ]
+    if unpinned:
         inv.out.info(
-            "note: keys were taken from the bundle itself; compare the key ids above "
-            "with keys you trust, or pass --master-key/--registry-key"
+            f"note: the {', '.join(unpinned)} key(s) were taken from the bundle itself; "
+            "compare the key ids above with keys you trust, or pass "
+            + " ".join(f"--{role}-key" for role in unpinned)
         )

@@ -11,9 +11,12 @@ from omictl.cli.app import get_invocation
 
 def status_command(
     ctx: typer.Context,
-    app_id: Annotated[str, typer.Argument(help="The AppID.")],
+    app_id: Annotated[str, typer.Argument(help="The AppID.", metavar="APP_ID")],
     service_id: Annotated[
-        str | None, typer.Argument(help="One service (default: all).", show_default=False)
+        str | None,
+        typer.Argument(
+            help="One service (default: all).", show_default=False, metavar="SERVICE_ID"
+        ),
     ] = None,
     active_only: Annotated[
         bool, typer.Option("--active", help="Only ACTIVE bindings (what the swarm sees).")
@@ -21,6 +24,14 @@ def status_command(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Allow plain http:// to non-loopback hosts.")
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            help="Connect/read timeout in seconds [default: 10; env: OMICTL_TIMEOUT].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show an app's service bindings (or one) as the registry sees them."""
     from omictl.cli.output import inert
@@ -32,7 +43,14 @@ def status_command(
     if service_id is not None:
         validate_service_id(service_id)
     url = registry_url_for_app(inv.settings, app_id)
-    with open_session(inv.settings, registry_url=url, insecure=insecure) as session:
+    settings = inv.settings
+    if timeout is not None:
+        from omictl.config import parse_setting
+
+        settings = settings.with_overrides(
+            timeout=parse_setting("timeout", timeout, source="--timeout")
+        )
+    with open_session(settings, registry_url=url, insecure=insecure) as session:
         if service_id is not None:
             bindings = [session.registry.get_binding(app_id, service_id)]
         else:

@@ -120,6 +120,7 @@ def verify_bundle(
     *,
     expect_master_key: bytes | None = None,
     expect_registry_key: bytes | None = None,
+    expect_service_key: bytes | None = None,
 ) -> BundleReport:
     """Re-check every signature and id of an evidence bundle, offline.
 
@@ -148,6 +149,7 @@ def verify_bundle(
     for expected, got, role in (
         (expect_master_key, master, "master"),
         (expect_registry_key, registry, "registry"),
+        (expect_service_key, service, "service"),
     ):
         if expected is not None and expected != got:
             raise VerificationError(
@@ -161,12 +163,17 @@ def verify_bundle(
         term_raw = bundle.get("termination_request")
         if term_raw is None:
             raise VerificationError("bundle has a receipt but no termination request")
-        _check_request(
+        term = _check_request(
             term_raw, master, CONTEXT_TERMINATION, app_id, service_id, "termination request"
         )
         checks.append("termination request signed by master key")
+        asked = term.data.get("data_handling")
         receipt = verify_receipt(
-            receipt_raw, service_public_key=service, app_id=app_id, service_id=service_id
+            receipt_raw,
+            service_public_key=service,
+            app_id=app_id,
+            service_id=service_id,
+            data_handling=asked if isinstance(asked, str) else None,
         )
         receipt_id = receipt.receipt_id
         checks.append("termination receipt signed by service key, status success")

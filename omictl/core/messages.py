@@ -321,10 +321,14 @@ def verify_receipt(
     service_public_key: bytes,
     app_id: str,
     service_id: str,
+    data_handling: str | None = None,
     error_code: str = "invalid_receipt",
 ) -> Receipt:
     """Accept a termination receipt only if it verifies under the service key from the
     registry binding, names the requested app and service, and says ``success``.
+
+    When ``data_handling`` is given, a receipt stating another one is refused too (the
+    field is optional for providers, PROTOCOL.md section 4).
 
     Raises :class:`VerificationError` (code ``error_code``) otherwise, including for a
     malformed receipt: a receipt we cannot read is a receipt we did not verify.
@@ -364,6 +368,13 @@ def verify_receipt(
             "termination receipt terminated_at is not an integer", code=error_code
         )
     handling = data.get("data_handling")
+    if data_handling is not None and handling is not None and handling != data_handling:
+        # the provider did something else than asked (kept data we asked it to wipe)
+        raise VerificationError(
+            f"termination receipt says data_handling {handling!r}, but {data_handling!r} "
+            "was requested",
+            code=error_code,
+        )
     message = data.get("message")
     return Receipt(
         envelope=envelope,

@@ -22,6 +22,7 @@ import os
 import random
 import ssl
 import time
+import urllib.parse
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -42,7 +43,7 @@ from omictl.errors import (
     RemoteUnavailable,
     UsageError,
 )
-from omictl.transport.urls import check_url, host_of
+from omictl.transport.urls import check_url, host_of, is_loopback_host
 
 __all__ = [
     "DEADLINE_FACTOR",
@@ -509,9 +510,14 @@ def _one_try(
         retryable = isinstance(
             exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
         )
+        local = is_loopback_host(urllib.parse.urlsplit(url).hostname or "")
         error = RemoteUnavailable(
             f"{what}: cannot get an answer from {host}: {_describe(exc)}",
-            hint="check the URL and your network, or raise --timeout",
+            hint="nothing answers on that local port: is `omictl sandbox` (or your server) "
+            "running, and is OMICTL_REGISTRY its URL?"
+            if local and isinstance(exc, httpx.ConnectError)
+            else "check the URL and your network, or raise the timeout "
+            "(--timeout or OMICTL_TIMEOUT)",
         )
         if retryable:
             raise _Retry(error) from exc
@@ -635,7 +641,8 @@ def _request_loop(
         except _DeadlineExceeded:
             raise RemoteUnavailable(
                 f"{what}: {host} did not finish answering within {deadline:g} s",
-                hint="the server is too slow; re-run later or raise --timeout",
+                hint="the server is too slow; re-run later or raise the timeout "
+                "(--timeout or OMICTL_TIMEOUT)",
                 code="deadline_exceeded",
             ) from None
         if attempt == policy.attempts:

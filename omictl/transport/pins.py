@@ -17,8 +17,12 @@ strictly: anything unexpected is an error naming the file, never a silently empt
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +30,11 @@ from typing import Any
 
 from omictl.core.envelope import PUBLIC_KEY_BYTES, key_id, parse_hex, parse_json
 from omictl.errors import UsageError, VerificationError
-from omictl.fsutil import atomic_write_json, read_capped
+from omictl.fsutil import atomic_write_json, ensure_private_dir, read_capped
 from omictl.transport.urls import normalize_url
+
+#: one process-wide lock: every PinStore of the process shares the pin file
+_THREAD_LOCK = threading.Lock()
 
 PINS_FORMAT_VERSION = 1
 MAX_PINS_BYTES = 1024 * 1024
@@ -98,6 +105,24 @@ class PinStore:
             raise self._corrupt(f"{url}: pinned_at and name must be strings")
         return dict(entry)
 
+    @contextlib.contextmanager
+    def _updating(self) -> Iterator[None]:
+        """Serialize read-modify-write of the pin file across threads and processes, so two
+        first contacts at once cannot lose a pin (a lost pin means the next contact trusts
+        whatever key it is shown)."""
+        with _THREAD_LOCK:
+            ensure_private_dir(self.path.parent, error=UsageError)
+            lock_path = self.path.with_name(self.path.name + ".lock")
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise UsageError(f"cannot open {lock_path}: {exc.strerror}") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
     def _save(self, registries: dict[str, dict[str, Any]]) -> None:
         atomic_write_json(
             self.path,
@@ -128,6 +153,12 @@ class PinStore:
         """
         url = normalize_url(registry_url, what="registry URL")
         kid = key_id(public_key)
+        with self._updating():
+            self._pin_locked(url, public_key, kid, replace=replace, name=name)
+
+    def _pin_locked(
+        self, url: str, public_key: bytes, kid: str, *, replace: bool, name: str
+    ) -> None:
         registries = self._load()
         old = registries.get(url)
         if old is not None:
@@ -157,11 +188,12 @@ class PinStore:
         Raises :class:`UsageError` for a bad URL or a corrupt or unwritable pin file.
         """
         url = normalize_url(registry_url, what="registry URL")
-        registries = self._load()
-        if registries.pop(url, None) is None:
-            return False
-        self._save(registries)
-        return True
+        with self._updating():
+            registries = self._load()
+            if registries.pop(url, None) is None:
+                return False
+            self._save(registries)
+            return True
 
     def all(self) -> dict[str, dict[str, Any]]:
         """Every pin: URL -> ``{"public_key", "key_id", "pinned_at", "name"}`` (copies).

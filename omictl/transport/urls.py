@@ -28,7 +28,10 @@ def is_loopback_host(host: str) -> bool:
 
 def _hint_for(url: str) -> str:
     if "://" not in url and url and not url.startswith("/"):
-        return f"did you mean https://{url.rstrip('/')}?"
+        bare = url.rstrip("/")
+        host = bare.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        scheme = "http" if is_loopback_host(host) else "https"  # the sandbox serves http
+        return f"did you mean {scheme}://{bare}?"
     return "use an https:// URL such as https://registry.example.org"
 
 

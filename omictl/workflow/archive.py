@@ -7,6 +7,8 @@ that did not verify, kept for inspection. Every file is written atomically, mode
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,21 @@ class Archive:
         self.root = receipts_dir
 
     def save_bundle(self, bundle: dict[str, Any]) -> Path:
-        """Write a bundle atomically and return its path."""
+        """Write a bundle atomically and return its path.
+
+        The name ends in a digest of (app, service, bundle id): ids are truncated and made
+        file-safe for readability, so without it two bundles could share a name (the
+        receipt id comes from the provider and may contain anything).
+        """
+        app_id, service_id = str(bundle["app_id"]), str(bundle["service_id"])
+        bundle_id = str(bundle["bundle_id"])
+        digest = hashlib.sha256(
+            json.dumps([app_id, service_id, bundle_id]).encode("utf-8")
+        ).hexdigest()[:12]
         path = (
             self.root
-            / _safe(str(bundle["app_id"]))
-            / f"{_safe(str(bundle['service_id']))}--{_safe(str(bundle['bundle_id']))}.json"
+            / _safe(app_id)
+            / f"{_safe(service_id, 60)}--{_safe(bundle_id, 60)}--{digest}.json"
         )
         atomic_write_json(path, bundle, error=ArchiveError)
         return path
@@ -101,12 +113,23 @@ class Archive:
 
         Raises :class:`UsageError` (exit 2) when none matches.
         """
+        matches = []
         for path, bundle in self.bundles():
             receipt = bundle.get("termination_receipt") or {}
             data = receipt.get("data") if isinstance(receipt, dict) else None
             rid = data.get("receipt_id") if isinstance(data, dict) else None
             if bundle_or_receipt_id in (bundle.get("bundle_id"), rid):
-                return path, bundle
+                matches.append((path, bundle))
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            # receipt ids are chosen by providers: two may pick the same one
+            raise UsageError(
+                f"receipt {bundle_or_receipt_id!r} names {len(matches)} bundles: "
+                + ", ".join(f"{b.get('app_id')}/{b.get('service_id')}" for _, b in matches),
+                hint="verify or copy the bundle file itself: "
+                + " or ".join(str(p) for p, _ in matches),
+            )
         raise UsageError(
             f"no receipt {bundle_or_receipt_id!r} in the archive ({self.root})",
             hint="list them with: omictl receipts list",

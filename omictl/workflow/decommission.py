@@ -10,8 +10,8 @@ Steps, in order, each reported as a :class:`StepEvent` (this module never prints
                    app and service, with status ``success``;
 ``unbind``         sign and send the unbind request embedding the receipt;
 ``verify_record``  the registry-signed revocation record verifies under the pinned key;
-``check_revoked``  re-read the binding: REVOKED;
-``archive``        write the evidence bundle.
+``archive``        write the evidence bundle (as soon as the record verifies);
+``check_revoked``  re-read the binding: REVOKED.
 
 Every step is journalled before and after (:mod:`omictl.workflow.journal`), so a re-run
 resumes: a held receipt is reused and the provider never sees a second DELETE once a
@@ -57,6 +57,9 @@ if TYPE_CHECKING:
     from omictl.transport.provider import ProviderClient
     from omictl.transport.registry import RegistryClient
 
+#: Dry-run envelopes are back-dated this far, far outside PROTOCOL.md's 300 s window.
+DRY_RUN_BACKDATE_S = 86_400
+
 STEPS = (
     "resolve",
     "confirm",
@@ -64,8 +67,8 @@ STEPS = (
     "verify_receipt",
     "unbind",
     "verify_record",
-    "check_revoked",
     "archive",
+    "check_revoked",
 )
 
 
@@ -206,6 +209,7 @@ class _Run:
             data_handling=target.data_handling,
         )
         self.journal = Journal(app_id=target.app_id, service_id=target.service_id)
+        self.via_conflict = False  # the record came with a 409 already_revoked
 
     # ------------------------------------------------------------------ events
     def emit(self, step: str, status: str, message: str, /, **data: Any) -> None:
@@ -224,7 +228,9 @@ class _Run:
         self.d.journals.save(self.journal, phase=phase, now=self.d.clock(), note=note)
 
     # ------------------------------------------------------------------ steps
-    def resolve(self) -> tuple[App, Binding, bytes]:
+    def resolve_app(self) -> tuple[App, bytes]:
+        """Registry key (pinned) and app record, and the master-key check: before the lock,
+        so a mistyped AppID or a wrong key leaves nothing on disk."""
         t, d = self.t, self.d
         self.emit("resolve", "start", f"reading {t.app_id}/{t.service_id} from {d.registry_url}")
         registry_key = d.registry.registry_key()
@@ -243,7 +249,11 @@ class _Run:
                 code="wrong_master_key",
                 hint="pass the app's master key with --key (omictl keys list shows key ids)",
             )
-        known = d.known_binding
+        return app, registry_key
+
+    def resolve_binding(self, registry_key: bytes, *, use_known: bool) -> Binding:
+        t, d = self.t, self.d
+        known = d.known_binding if use_known else None
         if known is not None and (known.app_id, known.service_id) == (t.app_id, t.service_id):
             binding = known
         else:
@@ -258,7 +268,7 @@ class _Run:
             endpoint_url=binding.endpoint_url,
             service_key_id=key_id(binding.public_key),
         )
-        return app, binding, registry_key
+        return binding
 
     def terminate(self, endpoint: str) -> Any:
         t, d = self.t, self.d
@@ -292,6 +302,7 @@ class _Run:
                 service_public_key=binding.public_key,
                 app_id=t.app_id,
                 service_id=t.service_id,
+                data_handling=self.journal.data_handling,
             )
         except VerificationError as exc:
             path = d.archive.save_rejected(
@@ -347,6 +358,7 @@ class _Run:
             record = d.registry.unbind(t.app_id, t.service_id, sign=sign)
         except AlreadyRevoked as exc:
             self.emit("unbind", "done", "registry says the binding was already revoked")
+            self.via_conflict = True
             return exc.record
         except (RemoteUnavailable, RemoteRejected, ProtocolError) as exc:
             if self.journal.receipt is None:
@@ -363,15 +375,32 @@ class _Run:
         self.emit("unbind", "done", "registry accepted the unbind request")
         return record
 
-    def record_revoked(self, record: RevocationRecord | None, registry_key: bytes) -> None:
+    def record_revoked(self, record: RevocationRecord | None, registry_key: bytes) -> bool:
+        """Check and keep the record; True when it belongs in an evidence bundle."""
         if record is None:
             self.emit(
                 "verify_record",
                 "warning",
                 "registry reports the binding revoked but sent no signed record",
             )
-            return
+            self.result.already_revoked = True
+            self.save("done", note="already revoked; no signed record")
+            return False
         sent = self.journal.receipt["data"].get("receipt_id") if self.journal.receipt else None
+        if record.receipt_id != sent and self.via_conflict:
+            # Revoked by another request (a colleague's --skip-provider, the registry's
+            # console): CLI.md calls an already revoked binding a success. The record is
+            # genuine (pinned key) but not ours, so no bundle pairs it with our receipt.
+            self.result.already_revoked = True
+            self.result.revocation_record = record.envelope.to_json()
+            self.emit(
+                "verify_record",
+                "warning",
+                f"the binding was already revoked by another request (its record names "
+                f"receipt {record.receipt_id!r}); nothing more to do",
+            )
+            self.save("done", note="revoked by another request")
+            return False
         if record.receipt_id != sent:
             # the evidence bundle must verify offline (core.evidence checks this very link)
             raise VerificationError(
@@ -398,6 +427,7 @@ class _Run:
                 f"purge not yet delivered to {', '.join(failed)} (the registry retries; "
                 "the revocation stands)",
             )
+        return True
 
     def check_revoked(self) -> None:
         t, d = self.t, self.d
@@ -439,12 +469,13 @@ class _Run:
         self.emit("archive", "done", f"evidence bundle {path}", bundle=str(path))
 
     # ------------------------------------------------------------------ the run
-    def run(self) -> Result:
+    def run(self, app: App, registry_key: bytes, *, use_known: bool = True) -> Result:
         t, d = self.t, self.d
-        app, binding, registry_key = self.resolve()
-        if not d.dry_run:
-            self.journal = d.journals.load(t.app_id, t.service_id)
+        # dry runs read the journal too (never write it), to show what a real run would send
+        self.journal = d.journals.load(t.app_id, t.service_id)
         j = self.journal
+        # a listing's binding is fresh only for a service nobody has started on
+        binding = self.resolve_binding(registry_key, use_known=use_known and j.phase == "new")
         if j.phase != "new":
             self.result.resumed_from = j.phase
         if binding.status == "REVOKED":
@@ -453,17 +484,21 @@ class _Run:
             raise VerificationError(
                 f"this machine holds a signed revocation of {t.service_id}, yet the registry "
                 "lists it ACTIVE",
-                hint="if the registry was reset, remove "
-                f"{d.journals.path_for(t.app_id, t.service_id)}",
+                hint="report this to the registry operator; if the registry was deliberately "
+                f"reset, move {d.journals.path_for(t.app_id, t.service_id)} aside",
             )
-        in_flight = j.phase in ("termination_sent", "receipt_held", "unbind_sent")
-        if in_flight and j.data_handling != t.data_handling and j.receipt is None:
+        in_flight = j.phase in (
+            "termination_sent",
+            "receipt_held",
+            "receipt_rejected",
+            "unbind_sent",
+        )
+        if in_flight and j.data_handling != t.data_handling:
             raise UsageError(
                 f"an interrupted run of {t.service_id} used --data-handling {j.data_handling}",
                 hint="re-run with the same arguments to resume it",
             )
-        if j.phase == "new" or j.receipt is None:
-            j.data_handling = t.data_handling
+        j.data_handling = t.data_handling  # equal unless the journal is new
         j.skip_provider = t.skip_provider and j.receipt is None
 
         endpoint = d.endpoint_override or binding.endpoint_url
@@ -498,6 +533,7 @@ class _Run:
                 service_public_key=binding.public_key,
                 app_id=t.app_id,
                 service_id=t.service_id,
+                data_handling=j.data_handling,
             )
             self.emit(
                 "terminate",
@@ -525,9 +561,9 @@ class _Run:
             self.result.receipt = j.receipt
 
         record = self.unbind(registry_key)
-        self.record_revoked(record, registry_key)
+        if self.record_revoked(record, registry_key):
+            self.archive(app, binding, registry_key)
         self.check_revoked()
-        self.archive(app, binding, registry_key)
         self.result.status = "REVOKED"
         self.result.revocation_record = j.revocation_record
         return self.result
@@ -542,12 +578,13 @@ class _Run:
             # and recovers the evidence.
             self.result.already_revoked = False
             record = self.unbind(registry_key)
-            self.record_revoked(record, registry_key)
+            archivable = self.record_revoked(record, registry_key)
             if j.receipt is not None:
                 self.result.receipt = j.receipt
                 self.result.receipt_id = j.receipt["data"].get("receipt_id")
+            if archivable:
+                self.archive(app, binding, registry_key)
             self.check_revoked()
-            self.archive(app, binding, registry_key)
             self.result.revocation_record = j.revocation_record
             return self.result
         if j.revocation_record is not None:
@@ -581,7 +618,9 @@ class _Run:
 
     def dry_run(self, plan: Plan) -> Result:
         t, d = self.t, self.d
-        now = d.clock()
+        # Signed one day in the past: outside every receiver's 300 s window, so envelopes
+        # printed into a CI log can never be replayed to wipe or revoke anything.
+        now = d.clock() - DRY_RUN_BACKDATE_S
         termination = None
         if plan.held_receipt_id is None and not self.journal.skip_provider:
             termination = sign_envelope(
@@ -610,8 +649,9 @@ class _Run:
             "registry_url": d.registry_url,
             "termination_request": termination,
             "unbind_request": unbind,
-            "note": "nothing was sent; a real run signs fresh envelopes, and the unbind "
-            "request embeds the provider's receipt",
+            "note": "nothing was sent; these envelopes are signed with a timestamp one day "
+            "in the past so no receiver accepts them (replay-safe); a real run signs fresh "
+            "ones, and its unbind request embeds the provider's receipt",
         }
         self.emit("confirm", "skipped", "dry run: nothing sent")
         return self.result
@@ -629,10 +669,12 @@ def decommission(target: Target, deps: Deps) -> Result:
     target.validate()
     run = _Run(target, deps)
     try:
+        app, registry_key = run.resolve_app()
         if deps.dry_run:
-            return run.run()
-        with deps.journals.locked(target.app_id, target.service_id, wait=deps.lock_wait):
-            return run.run()
+            return run.run(app, registry_key)
+        with deps.journals.locked(target.app_id, target.service_id, wait=deps.lock_wait) as waited:
+            # after waiting for another run, the listing's binding may be stale: re-read it
+            return run.run(app, registry_key, use_known=not waited)
     except OmictlError as exc:
         run.result.status = (
             "PARTIAL"

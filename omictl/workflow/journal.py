@@ -170,10 +170,12 @@ class JournalStore:
     @contextlib.contextmanager
     def locked(
         self, app_id: str, service_id: str, *, wait: float = 120.0, poll: float = 0.1
-    ) -> Iterator[None]:
+    ) -> Iterator[bool]:
         """Hold the service's exclusive lock; wait up to ``wait`` seconds for another run.
 
-        Raises :class:`InProgress` if the other run still holds it after ``wait``.
+        Yields whether it had to wait (another run held the lock, so what was read before
+        may be stale). Raises :class:`InProgress` if the other run still holds it after
+        ``wait``.
         """
         lock_path = self.path_for(app_id, service_id).with_suffix(".lock")
         ensure_private_dir(lock_path.parent, error=JournalError)
@@ -183,18 +185,20 @@ class JournalStore:
             raise JournalError(f"cannot open lock {lock_path}: {exc.strerror}") from exc
         try:
             deadline = time.monotonic() + wait
+            waited = False
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    waited = True
                     if time.monotonic() >= deadline:
                         raise InProgress(
                             f"another omictl run is decommissioning {app_id}/{service_id}",
                             hint=f"wait for it to finish, then re-run (lock: {lock_path})",
                         ) from None
                     time.sleep(poll)
-            yield
+            yield waited
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 

@@ -91,3 +91,37 @@ def test_receipts_verify_non_bundle_is_usage_error(
     code, _, err = cli(capsys, "--home", str(tmp_path), "receipts", "verify", str(path))
     assert code == 2
     assert "evidence bundle" in err
+
+
+def test_json_mode_usage_error_from_the_parser_is_one_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o json with a usage error Click itself catches still prints one JSON document."""
+    code, out, err = cli(
+        capsys, "--home", str(tmp_path), "-o", "json", "keys", "sign", "k", "/dev/null"
+    )
+    assert code == 2
+    assert json.loads(out)["error"]["exit_code"] == 2
+    assert "--context" in err
+
+
+def test_home_that_is_a_file_is_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--home naming a file: exit 2, one line."""
+    path = tmp_path / "file"
+    path.write_text("x")
+    code, _, err = cli(capsys, "--home", str(path), "keys", "list")
+    assert code == 2
+    assert "is not a folder" in err
+
+
+def test_app_slash_service_gets_a_splitting_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pasting APP/SERVICE as one argument: exit 2 and a hint with the two arguments."""
+    code, _, err = cli(
+        capsys, "--home", str(tmp_path), "decommission", "org.omiappreg.a.b.abcdef/svc-1", "--yes"
+    )
+    assert code == 2
+    assert "omictl decommission org.omiappreg.a.b.abcdef svc-1" in err

@@ -184,7 +184,7 @@ def test_show_bad_timeout(cli: Any) -> None:
     """A zero --timeout is a usage error."""
     result = cli("registry", "show", URL, "--timeout", "0")
     assert result.code == 2
-    assert "timeout in --timeout must be between 0 and 600 seconds" in result.err
+    assert "timeout (from --timeout) must be between 0 and 600 seconds" in result.err
 
 
 def test_show_corrupt_pin_file(cli: Any, mock: respx.MockRouter, home: Path) -> None:

@@ -49,8 +49,8 @@ def test_happy_path_json(e2e: E2E) -> None:
         "verify_receipt",
         "unbind",
         "verify_record",
-        "check_revoked",
         "archive",
+        "check_revoked",
     ]
     assert e2e.sandbox.binding_status(sid) == "REVOKED"
     assert e2e.sandbox.delete_count(sid) == 1
@@ -315,3 +315,50 @@ def test_usage_errors(e2e: E2E, args: list[str], fragment: str) -> None:
     res = e2e.cli(*args)
     assert res.code == 2
     assert fragment in res.err
+
+
+def test_dry_run_output_cannot_be_replayed(e2e: E2E) -> None:
+    """A dry run's printed DELETE, replayed against the provider, is refused as stale."""
+    import httpx
+
+    sid = e2e.sandbox.service_ids[0]
+    doc = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--dry-run").json()
+    answer = httpx.request(
+        "DELETE",
+        e2e.sandbox.service(sid).endpoint_url,
+        json=doc["dry_run"]["termination_request"],
+        timeout=5,
+    )
+    assert answer.status_code == 401
+    assert answer.json()["type"] == "urn:omi:error:stale_request"
+    assert e2e.sandbox.binding_status(sid) == "ACTIVE"
+
+
+def test_revoked_by_someone_else_while_partial_is_success(
+    e2e: E2E, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 8, then a colleague revokes with --skip-provider: the re-run ends exit 0."""
+    sid = e2e.sandbox.service_ids[0]
+    e2e.sandbox.faults.registry("down")
+    assert e2e.cli("decommission", e2e.app_id, sid, "--yes").code == 8
+    e2e.sandbox.faults.clear()
+    mine = e2e.home
+    monkeypatch.setenv("OMICTL_HOME", str(tmp_path / "colleague"))
+    assert e2e.cli("decommission", e2e.app_id, sid, "--yes", "--skip-provider").code == 0
+    monkeypatch.setenv("OMICTL_HOME", str(mine))
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 0, res.err
+    assert res.json()["already_revoked"] is True
+    assert e2e.sandbox.delete_count(sid) == 1
+    again = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
+    assert again.code == 0 and again.json()["already_revoked"] is True
+
+
+def test_verify_with_wrong_service_key_fails(e2e: E2E, tmp_path: Path) -> None:
+    """receipts verify --service-key with another key: exit 5."""
+    sid = e2e.sandbox.service_ids[0]
+    doc = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes").json()
+    good = e2e.sandbox.service(sid).public_key.hex()
+    assert e2e.cli("receipts", "verify", doc["bundle"], "--service-key", good).code == 0
+    bad = Signer(secrets.token_bytes(32)).public_key.hex()
+    assert e2e.cli("receipts", "verify", doc["bundle"], "--service-key", bad).code == 5

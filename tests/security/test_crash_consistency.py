@@ -429,7 +429,9 @@ def test_temp_files_are_invisible_to_listings(kill_results: dict[str, Any]) -> N
     assert [key.name for key in listing.keys] == ["gen", "imp", "pw"]
     assert listing.problems == []
     bundles = Archive(home / "receipts").bundles()
-    assert [path.name for path, _ in bundles] == [f"{h.SERVICE_ID}--{h.RECEIPT_ID}.json"]
+    assert [path.name.rsplit("--", 1)[0] for path, _ in bundles] == [
+        f"{h.SERVICE_ID}--{h.RECEIPT_ID}"
+    ]
 
 
 def test_delete_removes_stale_temp_files_of_the_key(

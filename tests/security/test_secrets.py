@@ -264,6 +264,7 @@ def test_no_secret_in_any_output_or_file(world: World, monkeypatch: pytest.Monke
         "receipts",
         "config.toml",
         "known_registries.json",
+        "known_registries.json.lock",
     }
     debug_runs = [r for r in world.runs if "--debug" in r.args]
     assert [("Traceback" in r.err, r.code != 0) for r in debug_runs] == [(True, True)] * 8

@@ -57,7 +57,10 @@ def test_pin_file_mode_0600(pins: PinStore) -> None:
     """The pin file is created with mode 0600 and no temporary file is left."""
     pins.pin(REGISTRY, KEY)
     assert stat.S_IMODE(pins.path.stat().st_mode) == 0o600
-    assert os.listdir(pins.path.parent) == ["known_registries.json"]
+    assert sorted(os.listdir(pins.path.parent)) == [
+        "known_registries.json",
+        "known_registries.json.lock",
+    ]
 
 
 def test_pin_write_is_atomic(pins: PinStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,7 +75,10 @@ def test_pin_write_is_atomic(pins: PinStore, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(UsageError, match="No space left on device"):
         pins.pin("https://other.example", OTHER)
     assert pins.path.read_bytes() == before
-    assert os.listdir(pins.path.parent) == ["known_registries.json"]
+    assert sorted(os.listdir(pins.path.parent)) == [
+        "known_registries.json",
+        "known_registries.json.lock",
+    ]
 
 
 def test_url_normalized(pins: PinStore) -> None:
@@ -178,3 +184,21 @@ def test_replace_keeps_name(pins: PinStore) -> None:
     pins.pin(REGISTRY, KEY, name="Example")
     pins.pin(REGISTRY, OTHER, replace=True)
     assert pins.all()[REGISTRY]["name"] == "Example"
+
+
+def test_concurrent_first_pins_of_different_registries_all_survive(tmp_path: Path) -> None:
+    """Threads (each with its own PinStore) pinning different registries lose no pin."""
+    import threading
+
+    path = tmp_path / "known_registries.json"
+    urls = [f"https://reg{i}.example" for i in range(16)]
+    keys = {url: bytes([i]) * 32 for i, url in enumerate(urls)}
+    threads = [
+        threading.Thread(target=lambda u=url: PinStore(path).pin(u, keys[u])) for url in urls
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store = PinStore(path)
+    assert {url: store.get(url) for url in urls} == keys

@@ -39,6 +39,8 @@ class FakeWorld:
     provider_mode: str = "ok"
     #: registry unbind behaviour: "ok", "down"
     registry_mode: str = "ok"
+    #: what the provider's receipt says about data handling (None: the field is left out)
+    receipt_handling: str | None = None
     now: int = 1_800_000_000
 
     def add_service(self, service_id: str) -> None:
@@ -134,6 +136,8 @@ class FakeProvider:
             "message": "Instance purged",
             "receipt_id": f"RCPT-{secrets.token_hex(4)}",
         }
+        if self.w.receipt_handling is not None:
+            data["data_handling"] = self.w.receipt_handling
         mode = self.w.provider_mode
         if mode == "forged":
             signer = Signer(secrets.token_bytes(32))

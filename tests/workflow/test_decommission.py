@@ -67,8 +67,8 @@ def test_happy_path_revokes_and_archives(world: FakeWorld, tmp_path: Path) -> No
         "verify_receipt",
         "unbind",
         "verify_record",
-        "check_revoked",
         "archive",
+        "check_revoked",
     ]
 
 
@@ -219,3 +219,39 @@ def test_crash_at_any_step_then_rerun_completes(
     assert len(world.receipts) == 1
     if result.bundle:
         verify_bundle(Archive.load(Path(result.bundle)))
+
+
+def test_receipt_with_other_data_handling_is_refused(world: FakeWorld, tmp_path: Path) -> None:
+    """A receipt saying 'retain' when 'wipe' was asked: exit 5, no unbind."""
+    world.receipt_handling = "retain"
+    with pytest.raises(VerificationError) as info:
+        decommission(Target(APP_ID, SERVICE, "wipe"), make_deps(world, tmp_path))
+    assert info.value.code == "invalid_receipt"
+    assert "retain" in info.value.message
+    assert world.unbinds == []
+
+
+def test_receipt_with_matching_data_handling_is_accepted(world: FakeWorld, tmp_path: Path) -> None:
+    """A receipt stating the requested handling is accepted and reported."""
+    world.receipt_handling = "retain"
+    result = decommission(Target(APP_ID, SERVICE, "retain"), make_deps(world, tmp_path))
+    assert (result.status, result.data_handling) == ("REVOKED", "retain")
+
+
+def test_rejected_receipt_resume_needs_same_data_handling(world: FakeWorld, tmp_path: Path) -> None:
+    """After a rejected receipt, re-running with another --data-handling is a usage error."""
+    world.provider_mode = "forged"
+    with pytest.raises(VerificationError):
+        decommission(Target(APP_ID, SERVICE, "retain"), make_deps(world, tmp_path))
+    world.provider_mode = "ok"
+    with pytest.raises(UsageError):
+        decommission(Target(APP_ID, SERVICE, "wipe"), make_deps(world, tmp_path))
+    assert len(world.deletes) == 1
+
+
+def test_dry_run_envelopes_are_back_dated(world: FakeWorld, tmp_path: Path) -> None:
+    """Dry-run envelopes carry a timestamp a day old, outside every receiver's window."""
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, dry_run=True))
+    assert result.dry_run is not None
+    for name in ("termination_request", "unbind_request"):
+        assert result.dry_run[name]["data"]["timestamp"] == world.now - 86_400
