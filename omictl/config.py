@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from omictl.errors import UsageError
+from omictl.errors import UsageError, short_message
 from omictl.fsutil import atomic_write_bytes, read_capped
 
 APP_NAME = "omictl"
@@ -144,7 +144,7 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
         # ValueError: TOMLDecodeError, and integers past the int-from-string digit limit;
         # RecursionError: arrays or inline tables nested deeper than the interpreter allows
         raise UsageError(
-            f"{path} is not valid TOML: {_short(exc)}", hint="fix it or remove it"
+            f"{path} is not valid TOML: {short_message(exc)}", hint="fix it or remove it"
         ) from exc
     profiles = doc.get("profiles", {})
     if not isinstance(profiles, dict):
@@ -157,11 +157,6 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
             k: parse_setting(k, v, source=f"{path} [profiles.{name}]") for k, v in table.items()
         }
     return out
-
-
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _toml_value(value: Any) -> str:

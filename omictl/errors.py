@@ -12,6 +12,12 @@ from enum import IntEnum
 from typing import Any
 
 
+def short_message(exc: BaseException, limit: int = 200) -> str:
+    """``str(exc)`` (or its type name) cut to ``limit`` characters, for one-line errors."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ExitCode(IntEnum):
     """Process exit statuses, as CLI.md fixes them."""
 

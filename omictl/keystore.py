@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 import os
 import re
 import sys
@@ -27,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from omictl.core.envelope import key_id, parse_json
 from omictl.errors import KeystoreError, OmictlError, UsageError
 from omictl.fsutil import (
     atomic_write_bytes,
@@ -55,7 +54,6 @@ _NONCE_BYTES = 24  # nacl.secret.SecretBox.NONCE_SIZE
 _MAC_BYTES = 16  # nacl.secret.SecretBox.MACBYTES
 #: SecretBox output: nonce + encrypted seed + Poly1305 tag.
 CIPHERTEXT_BYTES = _NONCE_BYTES + SEED_BYTES + _MAC_BYTES
-KEY_ID_CHARS = 16
 PASSPHRASE_ENV = "OMICTL_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -111,12 +109,8 @@ def key_path(keys_dir: Path, name: str) -> Path:
     return keys_dir / f"{validate_key_name(name)}.json"
 
 
-def compute_key_id(public_key: bytes) -> str:
-    """First 16 hex chars of SHA-256 over the public key (PROTOCOL.md section 1).
-
-    The same as :func:`omictl.core.envelope.key_id`, without loading libsodium.
-    """
-    return hashlib.sha256(public_key).hexdigest()[:KEY_ID_CHARS]
+#: The key id (PROTOCOL.md section 1): core.envelope's, which loads libsodium only to sign.
+compute_key_id = key_id
 
 
 def _now_rfc3339(now: datetime | None = None) -> str:
@@ -509,23 +503,14 @@ def parse_key_bytes(raw: bytes, *, source: str, path: Path | None = None) -> Key
             code="corrupt_key_file",
         )
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        doc = parse_json(raw, what=source, error=KeystoreError)
+    except KeystoreError as exc:
         raise KeystoreError(
             f"{source} is not a valid key file: it is not JSON (truncated or damaged?)",
             hint="restore it from a backup (omictl keys import NAME BACKUP.json)",
             code="corrupt_key_file",
         ) from exc
     return parse_key_document(doc, source=source, path=path)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate member {key!r}")
-        out[key] = value
-    return out
 
 
 def check_private(path: Path) -> None:

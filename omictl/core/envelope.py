@@ -12,13 +12,20 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nacl.exceptions
-import nacl.signing
 import rfc8785
 
-from omictl.errors import OmictlError, ProtocolError, UsageError, VerificationError
+from omictl.errors import (
+    OmictlError,
+    ProtocolError,
+    UsageError,
+    VerificationError,
+    short_message,
+)
+
+if TYPE_CHECKING:
+    pass
 
 VERSION = "1.0"
 PUBLIC_KEY_BYTES = 32
@@ -95,6 +102,8 @@ class Signer:
     def __init__(self, seed: bytes, *, name: str = "") -> None:
         if len(seed) != SEED_BYTES:
             raise UsageError(f"an Ed25519 seed is {SEED_BYTES} bytes, got {len(seed)}")
+        import nacl.signing  # lazy: key listings and JSON parsing never need libsodium
+
         self._key = nacl.signing.SigningKey(seed)
         self.public_key: bytes = bytes(self._key.verify_key)
         self.key_id: str = key_id(self.public_key)
@@ -210,6 +219,9 @@ def verify_envelope(
         raise VerificationError(f"cannot verify {what}: public key is not 32 bytes")
     message = canonical_bytes(envelope.data, error=VerificationError)
     try:
+        import nacl.exceptions
+        import nacl.signing
+
         nacl.signing.VerifyKey(public_key).verify(message, envelope.signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as exc:
         raise VerificationError(
@@ -252,9 +264,4 @@ def parse_json(
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise error(f"{what} is not valid JSON: {_short(exc)}") from exc
-
-
-def _short(exc: BaseException, limit: int = 120) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        raise error(f"{what} is not valid JSON: {short_message(exc, 120)}") from exc

@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from omictl.core.messages import problem_json
+from omictl.core.envelope import Envelope
+from omictl.core.messages import SignedRequest, problem_json, verify_request
 from omictl.errors import OmictlError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -60,6 +61,38 @@ class SandboxProblem(Exception):
         """The RFC 9457 body."""
         status, title = PROBLEMS[self.code]
         return problem_json(self.code, title, status, self.detail, **self.extra)
+
+
+def verify_for(
+    envelope: Envelope,
+    *,
+    master: bytes,
+    context: str,
+    what: str,
+    now: int,
+    app_id: str,
+    service_id: str,
+) -> SignedRequest:
+    """Verify a signed request (PROTOCOL.md section 1) and that it names ``app_id`` and
+    ``service_id``, the app and service the URL addresses.
+
+    Raises :class:`SandboxProblem`: the core validator's code, or ``invalid_signature``
+    for a request signed for another app or service (a valid signature over another
+    target authorizes nothing here).
+    """
+    try:
+        request = verify_request(
+            envelope.to_json(), public_key=master, context=context, now=now, what=what
+        )
+    except OmictlError as exc:
+        raise problem_from(exc) from exc
+    if request.app_id != app_id or request.service_id != service_id:
+        raise SandboxProblem(
+            "invalid_signature",
+            f"{what} is signed for {request.app_id}/{request.service_id}, "
+            f"not {app_id}/{service_id}",
+        )
+    return request
 
 
 def unavailable(detail: str) -> SandboxProblem:

@@ -24,11 +24,15 @@ from omictl.core.messages import (
     CONTEXT_TERMINATION,
     DATA_HANDLING,
     NONCE_WINDOW_S,
-    verify_request,
 )
-from omictl.errors import OmictlError
 from omictl.sandbox.context import MAX_BODY, Context, parse_request_body
-from omictl.sandbox.problems import Reply, SandboxProblem, dump, problem_from, unavailable
+from omictl.sandbox.problems import (
+    Reply,
+    SandboxProblem,
+    dump,
+    unavailable,
+    verify_for,
+)
 
 RECEIVER_PREFIX = "provider:"
 
@@ -57,22 +61,15 @@ def delete(ctx: Context, service_id: str, body: bytes, content_type: str | None)
         master = ctx.store.app_key(conn, app_id)
         if master is None:  # pragma: no cover - a tenant's app is always on file
             raise SandboxProblem("unknown_service", f"app {app_id!r} is not registered")
-        try:
-            request = verify_request(
-                envelope.to_json(),
-                public_key=master,
-                context=CONTEXT_TERMINATION,
-                now=now,
-                what="termination request",
-            )
-        except OmictlError as exc:
-            raise problem_from(exc) from exc
-        if request.service_id != service_id:
-            raise SandboxProblem(
-                "invalid_signature",
-                f"termination request is signed for service {request.service_id!r}, "
-                f"not {service_id!r}",
-            )
+        request = verify_for(
+            envelope,
+            master=master,
+            context=CONTEXT_TERMINATION,
+            what="termination request",
+            now=now,
+            app_id=app_id,
+            service_id=service_id,
+        )
         handling = envelope.data.get("data_handling", "wipe")
         if handling not in DATA_HANDLING:
             raise SandboxProblem(

@@ -21,12 +21,17 @@ from omictl.core.messages import (
     NONCE_WINDOW_S,
     SignedRequest,
     verify_receipt,
-    verify_request,
 )
 from omictl.errors import OmictlError
 from omictl.sandbox import purge
 from omictl.sandbox.context import PURGE_TARGETS, Context, parse_request_body
-from omictl.sandbox.problems import Reply, SandboxProblem, dump, problem_from, unavailable
+from omictl.sandbox.problems import (
+    Reply,
+    SandboxProblem,
+    dump,
+    unavailable,
+    verify_for,
+)
 from omictl.sandbox.store import BindingRow
 
 REGISTRY_NAME = "omictl sandbox registry"
@@ -124,7 +129,15 @@ def unbind(
     now = ctx.clock()
     with ctx.store.write() as conn:  # any problem raised below rolls all of it back
         master, binding = _lookup(ctx, conn, app_id, service_id)
-        request = _verify(envelope, master=master, app_id=app_id, service_id=service_id, now=now)
+        request = verify_for(
+            envelope,
+            master=master,
+            context=CONTEXT_UNBIND,
+            what="unbind request",
+            now=now,
+            app_id=app_id,
+            service_id=service_id,
+        )
         if not ctx.store.remember_nonce(
             conn,
             receiver=RECEIVER,
@@ -189,29 +202,6 @@ def _lookup(
     if row is None or row.app_id != app_id:
         raise SandboxProblem("unknown_service", f"app {app_id!r} has no service {service_id!r}")
     return master, row
-
-
-def _verify(
-    envelope: Envelope, *, master: bytes, app_id: str, service_id: str, now: int
-) -> SignedRequest:
-    try:
-        request = verify_request(
-            envelope.to_json(),
-            public_key=master,
-            context=CONTEXT_UNBIND,
-            now=now,
-            what="unbind request",
-        )
-    except OmictlError as exc:
-        raise problem_from(exc) from exc
-    if request.app_id != app_id or request.service_id != service_id:
-        # A valid signature over an unbind of another service authorizes nothing here.
-        raise SandboxProblem(
-            "invalid_signature",
-            f"unbind request is signed for {request.app_id}/{request.service_id}, "
-            f"not {app_id}/{service_id}",
-        )
-    return request
 
 
 def _check_receipt(
