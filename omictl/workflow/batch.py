@@ -10,12 +10,22 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omictl.core.envelope import parse_json
-from omictl.errors import ExitCode, OmictlError, UsageError
+from omictl.errors import ExitCode, OmictlError, RemoteUnavailable, UsageError
 from omictl.fsutil import read_capped
-from omictl.workflow.decommission import Deps, Result, Target, decommission
+from omictl.workflow.decommission import (
+    Deps,
+    Result,
+    Target,
+    decommission,
+    record_step,
+    still_listed,
+)
+
+if TYPE_CHECKING:
+    from omictl.core.messages import Binding
 
 MAX_PLAN_BYTES = 4 * 1024 * 1024
 MAX_PLAN_ENTRIES = 10_000
@@ -100,13 +110,20 @@ def run_batch(
     Never raises for one service's failure: each :class:`Result` carries its own status,
     error and exit code. ``deps_for`` gives each target its dependencies (sharing the
     unlocked signer and HTTP clients); consent must already have been given.
+
+    With more than one target, the last step of each decommission (re-read the binding
+    and confirm it is REVOKED) is done for all of them at the end, with one listing of
+    each app's bindings instead of one lookup per service (:func:`recheck_revoked`);
+    ``on_result`` has then already been called, and a service the listing shows not
+    REVOKED turns FAILED (exit 5) in the returned results.
     """
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    defer = len(targets) > 1
 
     def one(target: Target) -> Result:
         try:
-            deps = replace(deps_for(target), confirm=None)
+            deps = replace(deps_for(target), confirm=None, defer_check=defer)
             result = decommission(target, deps)
         except OmictlError as exc:
             partial = exc.details.get("result")
@@ -130,7 +147,81 @@ def run_batch(
     with ThreadPoolExecutor(
         max_workers=min(concurrency, len(targets)) or 1, thread_name_prefix="omictl"
     ) as pool:
-        return list(pool.map(one, targets))
+        results = list(pool.map(one, targets))
+        recheck_revoked(targets, results, deps_for, map_=pool.map)
+    return results
+
+
+def recheck_revoked(
+    targets: Sequence[Target],
+    results: Sequence[Result],
+    deps_for: Callable[[Target], Deps],
+    *,
+    map_: Callable[..., Any] = map,
+) -> None:
+    """Re-read, after the fact, the bindings whose results say the check is pending.
+
+    One ``GET /v1/apps/{app_id}/services`` per app (and registry) re-reads them all. A
+    service the listing leaves out, or a listing that cannot be used (refused, malformed,
+    over the size limit), falls back to one binding lookup per service (run through
+    ``map_``, the batch's pool). Outcomes mirror the one-service step: REVOKED is done; any
+    other status is a :class:`~omictl.errors.VerificationError` (the result turns FAILED,
+    exit 5); a registry that does not answer leaves a warning and the result as it is.
+    """
+    groups: dict[tuple[int, str], list[tuple[Deps, Result]]] = {}
+    for target, result in zip(targets, results, strict=True):
+        if result.check_pending:
+            deps = deps_for(target)
+            groups.setdefault((id(deps.registry), target.app_id), []).append((deps, result))
+    for (_, app_id), members in groups.items():
+        registry = members[0][0].registry
+        listed: dict[str, Binding] = {}
+        try:
+            listed = {b.service_id: b for b in registry.list_services(app_id)}
+        except RemoteUnavailable as exc:
+            for deps, result in members:
+                _judge(result, deps, exc)
+            continue
+        except OmictlError:
+            pass  # no usable listing: ask binding by binding below
+        missing = [(d, r) for d, r in members if r.service_id not in listed]
+        for deps, result in members:
+            if result.service_id in listed:
+                _judge(result, deps, listed[result.service_id], how="in the app's listing")
+
+        def lookup(member: tuple[Deps, Result]) -> None:
+            deps, result = member
+            try:
+                binding: Binding | OmictlError = deps.registry.get_binding(
+                    result.app_id, result.service_id
+                )
+            except OmictlError as exc:
+                binding = exc
+            _judge(result, deps, binding)
+
+        list(map_(lookup, missing))
+
+
+def _judge(result: Result, deps: Deps, seen: Binding | OmictlError, *, how: str = "") -> None:
+    """Settle one pending re-read with what the registry said (a binding or an error)."""
+    result.check_pending = False
+    if isinstance(seen, RemoteUnavailable):
+        message = f"could not re-read the binding: {seen.message}"
+        record_step(result, deps.events, "check_revoked", "warning", message)
+        return
+    if isinstance(seen, OmictlError):
+        error: OmictlError | None = seen
+    else:
+        error = still_listed(seen) if seen.status != "REVOKED" else None
+    if error is not None:
+        record_step(result, deps.events, "check_revoked", "failed", error.message)
+        result.status = "FAILED"
+        result.exit_code = int(error.exit_code)
+        result.error = error.to_json()
+        return
+    suffix = f", re-read {how}" if how else ""
+    message = f"binding is REVOKED (no longer discoverable{suffix})"
+    record_step(result, deps.events, "check_revoked", "done", message)
 
 
 def _result_from_error(target: Target, exc: OmictlError, partial: Any) -> Result:

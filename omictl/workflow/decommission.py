@@ -139,6 +139,8 @@ class Result:
     steps: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     exit_code: int = 0
+    #: revoked, but the re-read of the binding is left to the caller (Deps.defer_check)
+    check_pending: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape (CLI.md: app_id, service_id, status, receipt_id,
@@ -195,6 +197,9 @@ class Deps:
     lock_wait: float = 120.0
     #: the binding as a listing just returned it (``--all``): saves one GET per service
     known_binding: Binding | None = None
+    #: leave the final re-read to the caller (a batch re-reads all its services with one
+    #: listing: :func:`omictl.workflow.batch.run_batch`); the result says it is pending
+    defer_check: bool = False
 
 
 class _Run:
@@ -213,16 +218,7 @@ class _Run:
 
     # ------------------------------------------------------------------ events
     def emit(self, step: str, status: str, message: str, /, **data: Any) -> None:
-        if status != "start":
-            self.result.steps.append(
-                {
-                    "step": step,
-                    "status": status,
-                    "message": message,
-                    **({"data": data} if data else {}),
-                }
-            )
-        self.d.events(StepEvent(self.t.app_id, self.t.service_id, step, status, message, data))
+        record_step(self.result, self.d.events, step, status, message, **data)
 
     def save(self, phase: str, note: str = "") -> None:
         self.d.journals.save(self.journal, phase=phase, now=self.d.clock(), note=note)
@@ -431,17 +427,16 @@ class _Run:
 
     def check_revoked(self) -> None:
         t, d = self.t, self.d
+        if d.defer_check:
+            self.result.check_pending = True
+            return
         try:
             binding = d.registry.get_binding(t.app_id, t.service_id)
         except RemoteUnavailable as exc:
             self.emit("check_revoked", "warning", f"could not re-read the binding: {exc.message}")
             return
         if binding.status != "REVOKED":
-            raise VerificationError(
-                f"the registry signed a revocation of {t.service_id} but still lists it "
-                f"{binding.status}",
-                hint="report this to the registry operator; the evidence is archived",
-            )
+            raise still_listed(binding)
         self.emit("check_revoked", "done", "binding is REVOKED (no longer discoverable)")
 
     def archive(self, app: App, binding: Binding, registry_key: bytes) -> None:
@@ -655,6 +650,33 @@ class _Run:
         }
         self.emit("confirm", "skipped", "dry run: nothing sent")
         return self.result
+
+
+def record_step(
+    result: Result,
+    events: Callable[[StepEvent], None],
+    step: str,
+    status: str,
+    message: str,
+    /,
+    **data: Any,
+) -> None:
+    """Report a step: kept in ``result.steps`` (unless it is a start) and sent to
+    ``events``."""
+    if status != "start":
+        result.steps.append(
+            {"step": step, "status": status, "message": message, **({"data": data} if data else {})}
+        )
+    events(StepEvent(result.app_id, result.service_id, step, status, message, data))
+
+
+def still_listed(binding: Binding) -> VerificationError:
+    """The re-read after a verified revocation found the binding not REVOKED."""
+    return VerificationError(
+        f"the registry signed a revocation of {binding.service_id} but still lists it "
+        f"{binding.status}",
+        hint="report this to the registry operator; the evidence is archived",
+    )
 
 
 def decommission(target: Target, deps: Deps) -> Result:

@@ -49,6 +49,10 @@ def test_batch_revokes_all_with_shared_lookups(e2e: E2E) -> None:
     res = e2e.cli("-o", "json", "decommission", e2e.app_id, "--all", "--yes", "--concurrency", "3")
     assert res.code == 0, res.err
     assert {r["status"] for r in res.json()["results"]} == {"REVOKED"}
+    # the final re-read: one listing for the whole batch, each result says so
+    assert {r["steps"][-1]["message"] for r in res.json()["results"]} == {
+        "binding is REVOKED (no longer discoverable, re-read in the app's listing)"
+    }
     for sid in e2e.sandbox.service_ids:
         assert e2e.sandbox.binding_status(sid) == "REVOKED"
         assert (e2e.sandbox.delete_count(sid), e2e.sandbox.unbind_count(sid)) == (1, 1)

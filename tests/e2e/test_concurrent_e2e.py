@@ -44,7 +44,9 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
 
 
 def _journal(home: Path, app_id: str, sid: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((home / "state" / app_id / f"{sid}.json").read_text())
+    from omictl.workflow.journal import JournalStore
+
+    doc: dict[str, Any] = JournalStore(home / "state").load(app_id, sid).to_json()
     return doc
 
 
@@ -111,7 +113,7 @@ def test_lock_held_past_wait_is_in_progress(e2e: E2E, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(JournalStore, "locked", short_wait)
     sid = e2e.sandbox.service_ids[0]
-    lock_path = e2e.home / "state" / e2e.app_id / f"{sid}.lock"
+    lock_path = e2e.home / "state" / e2e.app_id / f"{sid}.journal"
     lock_path.parent.mkdir(parents=True)
     with lock_path.open("w") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)

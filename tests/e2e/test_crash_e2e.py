@@ -95,7 +95,7 @@ def test_sigkill_then_rerun_completes(e2e: E2E, point: str, n: int) -> None:
     assert doc["receipt_id"] == original["data"]["receipt_id"]
     if point == "save" and n >= 2:  # a verified receipt was held: no second DELETE
         assert e2e.sandbox.delete_count(sid) == deletes_before
-    journals = list((e2e.home / "state").rglob("*.json"))
+    journals = list((e2e.home / "state").rglob("*.journal"))
     assert len(journals) == 1
     verify = e2e.cli("receipts", "verify", doc["bundle"])
     assert verify.code == 0, verify.err

@@ -177,8 +177,30 @@ def pins() -> dict[str, Any]:
     }
 
 
+def journal_log() -> list[dict[str, Any]]:
+    """A journal log (format 2, one object per line) in phase ``receipt_held``."""
+    return [
+        {
+            "format": "omictl-journal",
+            "format_version": 2,
+            "app_id": APP_ID,
+            "service_id": SERVICE_ID,
+        },
+        {
+            "at": NOW,
+            "phase": "termination_sent",
+            "set": {
+                "data_handling": "wipe",
+                "skip_provider": False,
+                "termination_request": termination_request(),
+            },
+        },
+        {"at": NOW, "phase": "receipt_held", "set": {"receipt": receipt()}},
+    ]
+
+
 def journal() -> dict[str, Any]:
-    """A journal in phase ``receipt_held``."""
+    """A format-1 journal (one whole document, before the log) in phase ``receipt_held``."""
     return {
         "format": "omictl-journal",
         "format_version": 1,

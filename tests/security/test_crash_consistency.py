@@ -40,7 +40,7 @@ from omictl.keystore import (
 )
 from omictl.transport.pins import PinStore
 from omictl.workflow.archive import Archive
-from omictl.workflow.journal import Journal, JournalStore
+from omictl.workflow.journal import JournalStore
 from tests.security import helpers as h
 
 pytestmark = pytest.mark.usefixtures("fast_kdf", "clean_omictl_env")
@@ -144,30 +144,6 @@ def key_writers(home: Path) -> list[Writer]:
     ]
 
 
-def journal_writer(home: Path) -> Writer:
-    """JournalStore.save, alternating two journals of the same service."""
-    store = JournalStore(home / "state")
-    journals = [Journal.from_json(h.journal(), path=Path("x")), None]
-    second = copy.deepcopy(journals[0])
-    assert second is not None
-    second.revocation_record = h.revocation_record()
-    second.unbind_request = h.unbind_request()
-    journals[1] = second
-    phases = ("receipt_held", "revoked")
-
-    def save(i: int) -> None:
-        journal = copy.deepcopy(journals[i % 2])
-        assert journal is not None
-        store.save(journal, phase=phases[i % 2], now=h.NOW + i % 2)
-
-    def check() -> None:
-        loaded = store.load(h.APP_ID, h.SERVICE_ID)
-        assert loaded.phase in phases
-
-    save(0)
-    return Writer("JournalStore.save", store.path_for(h.APP_ID, h.SERVICE_ID), save, check)
-
-
 def archive_writer(home: Path) -> Writer:
     """Archive.save_bundle, alternating two bundles of the same receipt (same file)."""
     archive = Archive(home / "receipts")
@@ -220,7 +196,6 @@ def all_writers(home: Path) -> list[Writer]:
     home.mkdir(mode=0o700, exist_ok=True)
     return [
         *key_writers(home),
-        journal_writer(home),
         archive_writer(home),
         config_writer(home),
         pin_writer(home),
@@ -231,7 +206,6 @@ WRITER_NAMES = [
     "keys generate",
     "keys passwd",
     "keys import",
-    "JournalStore.save",
     "Archive.save_bundle",
     "config.save_config",
     "PinStore.pin",
@@ -279,14 +253,14 @@ class Kill:
     detail: str
 
 
-def kill_once(writer: Writer, rng: random.Random) -> Kill:
-    """Fork a child looping ``writer``, SIGKILL it after a random delay, check the file."""
-    before = sha(writer.target)
+def fork_and_kill(child: Callable[[int], None], rng: random.Random) -> bytes:
+    """Fork ``child(report_fd)`` (it never returns), SIGKILL it after a random delay, and
+    return everything it reported through the pipe."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(read_fd)
-        _child(writer, write_fd)
+        child(write_fd)
     os.close(write_fd)
     reports = bytearray()
     deadline = time.monotonic() + rng.uniform(0.0, MAX_DELAY_S)
@@ -299,23 +273,50 @@ def kill_once(writer: Writer, rng: random.Random) -> Kill:
     while chunk := os.read(read_fd, 1 << 16):
         reports += chunk
     os.close(read_fd)
-    return _judge(writer, before, bytes(reports))
+    return bytes(reports)
 
 
-def _judge(writer: Writer, before: bytes, reports: bytes) -> Kill:
-    """The file must be the last completed content, or the one in flight; and readable."""
+def kill_once(writer: Writer, rng: random.Random) -> Kill:
+    """Fork a child looping ``writer``, SIGKILL it after a random delay, check the file."""
+    before = sha(writer.target)
+    reports = fork_and_kill(lambda fd: _child(writer, fd), rng)
+    return _judge(writer, before, reports)
+
+
+@dataclass
+class Reports:
+    """What a killed child said: the digest of the last write that returned, the one in
+    flight (if any), how many it started, and its own failure (if any)."""
+
+    done: bytes
+    in_flight: bytes | None
+    started: int
+    failure: str | None
+
+
+def read_reports(before: bytes, reports: bytes) -> Reports:
+    """Decode ``B`` + digest (write starts), ``E`` (it returned), ``X`` + text (failed)."""
     done, in_flight, started, pos = before, None, 0, 0
     while pos < len(reports):
         tag = reports[pos : pos + 1]
         if tag == b"X":
-            return Kill(started, False, False, "child failed: " + reports[pos + 1 :].decode())
+            return Reports(done, None, started, "child failed: " + reports[pos + 1 :].decode())
         if tag == b"B":
             in_flight, pos, started = reports[pos + 1 : pos + 33], pos + 33, started + 1
         elif tag == b"E":
             assert in_flight is not None
             done, in_flight, pos = in_flight, None, pos + 1
         else:  # pragma: no cover - a torn report cannot happen: pipe writes < PIPE_BUF
-            return Kill(started, False, False, f"unreadable report at {pos}")
+            return Reports(done, None, started, f"unreadable report at {pos}")
+    return Reports(done, in_flight, started, None)
+
+
+def _judge(writer: Writer, before: bytes, raw: bytes) -> Kill:
+    """The file must be the last completed content, or the one in flight; and readable."""
+    said = read_reports(before, raw)
+    done, in_flight, started = said.done, said.in_flight, said.started
+    if said.failure is not None:
+        return Kill(started, False, False, said.failure)
     allowed = {done} if in_flight is None else {done, in_flight}
     try:
         now = sha(writer.target)
@@ -448,6 +449,112 @@ def test_delete_removes_stale_temp_files_of_the_key(
     os.utime(stale, (old, old))
     delete_key(keys, "gone")
     assert sorted(p.name for p in keys.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- the journal log
+#
+# The journal is not rewritten atomically but appended to (a record per step, fdatasync-ed):
+# after a kill it must replay to the state of the last save that returned, or of the one in
+# flight, and the next run must be able to go on appending.
+
+JOURNAL_PHASES = ("unbind_sent", "revoked")
+
+
+def _journal_state(journal: Any) -> bytes:
+    """SHA-256 of everything a journal holds (fields, phase and the whole history)."""
+    import json
+
+    return hashlib.sha256(json.dumps(journal.to_json(), sort_keys=True).encode()).digest()
+
+
+def _journal_child(state: Path, fd: int) -> None:
+    """Hold the lock like a run, then save for ever: ``B`` + state digest, save, ``E``."""
+    try:
+        store = JournalStore(state)
+        with store.locked(h.APP_ID, h.SERVICE_ID):
+            journal = store.load(h.APP_ID, h.SERVICE_ID)
+            i = len(journal.history)
+            while True:
+                phase = JOURNAL_PHASES[i % 2]
+                journal.bundle_path = f"/bundles/{i}.json" if phase == "revoked" else None
+                expected = copy.deepcopy(journal)
+                expected.phase = phase
+                expected.history.append({"phase": phase, "at": h.NOW + i})
+                os.write(fd, b"B" + _journal_state(expected))
+                store.save(journal, phase=phase, now=h.NOW + i)
+                os.write(fd, b"E")
+                i += 1
+    except BaseException as exc:
+        os.write(fd, b"X" + f"{type(exc).__name__}: {exc}".encode()[:400])
+    finally:
+        os._exit(0)
+
+
+@pytest.fixture(scope="module")
+def journal_kills(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """SIGKILL a process appending to one journal KILLS_PER_WRITER times."""
+    state = tmp_path_factory.mktemp("crash-journal") / "state"
+    store = JournalStore(state)
+    with store.locked(h.APP_ID, h.SERVICE_ID):
+        journal = store.load(h.APP_ID, h.SERVICE_ID)
+        journal.termination_request = h.termination_request()
+        store.save(journal, phase="termination_sent", now=h.NOW)
+        journal.receipt = h.receipt()
+        store.save(journal, phase="receipt_held", now=h.NOW)
+    rng = random.Random(20261129)
+    kills: list[Kill] = []
+    for _ in range(KILLS_PER_WRITER):
+        done = _journal_state(store.load(h.APP_ID, h.SERVICE_ID))
+        reports = fork_and_kill(lambda fd: _journal_child(state, fd), rng)
+        kills.append(_judge_journal(store, done, reports))
+    h.count("crash journal log: kills", len(kills))
+    h.count("crash journal log: kills mid-write", sum(k.mid_write for k in kills))
+    h.count("crash journal log: corrupt or lost", sum(not k.ok for k in kills))
+    h.count("crash journal log: writes started", sum(k.writes_started for k in kills))
+    return {"store": store, "kills": kills}
+
+
+def _judge_journal(store: JournalStore, before: bytes, raw: bytes) -> Kill:
+    said = read_reports(before, raw)
+    done, in_flight, started = said.done, said.in_flight, said.started
+    if said.failure is not None:
+        return Kill(started, False, False, said.failure)
+    try:
+        now = _journal_state(store.load(h.APP_ID, h.SERVICE_ID))
+    except Exception as exc:
+        return Kill(started, in_flight is not None, False, f"reader refused it: {exc!r}")
+    allowed = {done} if in_flight is None else {done, in_flight}
+    if now not in allowed:
+        return Kill(started, in_flight is not None, False, "neither the old nor the new state")
+    return Kill(started, in_flight is not None, True, "")
+
+
+def test_journal_log_sigkill_leaves_old_or_new_state(journal_kills: dict[str, Any]) -> None:
+    """After every SIGKILL the log replays to the last saved state or the one in flight."""
+    kills: list[Kill] = journal_kills["kills"]
+    assert [k.detail for k in kills if not k.ok] == []
+    assert len(kills) == KILLS_PER_WRITER
+    assert sum(k.writes_started for k in kills) > KILLS_PER_WRITER  # not vacuous
+    assert any(k.mid_write for k in kills)
+
+
+def test_journal_log_takes_appends_after_kills(journal_kills: dict[str, Any]) -> None:
+    """Whatever the kills left, a later run appends and reads back what it wrote."""
+    store: JournalStore = journal_kills["store"]
+    with store.locked(h.APP_ID, h.SERVICE_ID):
+        journal = store.load(h.APP_ID, h.SERVICE_ID)
+        held = journal.receipt
+        journal.bundle_path = "/bundles/final.json"
+        store.save(journal, phase="done", now=h.NOW + 10**6)
+    loaded = store.load(h.APP_ID, h.SERVICE_ID)
+    assert loaded.phase == "done"
+    assert loaded.bundle_path == "/bundles/final.json"
+    assert loaded.receipt == held == h.receipt()
+    assert loaded.termination_request == h.termination_request()
+    assert loaded.history[-1] == {"phase": "done", "at": h.NOW + 10**6}
+    assert list(store.path_for(h.APP_ID, h.SERVICE_ID).parent.iterdir()) == [
+        store.path_for(h.APP_ID, h.SERVICE_ID)
+    ]
 
 
 # ---------------------------------------------------------------------------- the sweep itself

@@ -225,6 +225,12 @@ def _seed_ok(seed: Any) -> None:
     assert seed is None or seed == KEY_SEED
 
 
+def _json_lines(value: Any) -> bytes:
+    """A list as JSON Lines (the journal log); anything else as one JSON line."""
+    lines = value if isinstance(value, list) else [value]
+    return b"".join(json.dumps(line).encode("utf-8") + b"\n" for line in lines)
+
+
 def _journal(path: Path) -> Any:
     return JournalStore(path.parents[1]).load(h.APP_ID, h.SERVICE_ID)
 
@@ -311,6 +317,13 @@ SPECS = [
     ),
     file_spec(
         "JournalStore.load",
+        h.journal_log(),
+        _journal,
+        relpath=f"v2/state/{h.APP_ID}/{h.SERVICE_ID}.journal",
+        encode=_json_lines,
+    ),
+    file_spec(
+        "JournalStore.load (format 1)",
         h.journal(),
         _journal,
         relpath=f"state/{h.APP_ID}/{h.SERVICE_ID}.json",

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from omictl.errors import UsageError
+from omictl.core.messages import Binding
+from omictl.errors import ProtocolError, RemoteUnavailable, UsageError
 from omictl.workflow.batch import load_plan, run_batch, worst_exit_code
-from omictl.workflow.decommission import Target
-from tests.workflow.fakes import APP_ID, FakeWorld
+from omictl.workflow.decommission import Result, Target
+from tests.workflow.fakes import APP_ID, FakeRegistry, FakeWorld
 from tests.workflow.test_decommission import make_deps
 
 
@@ -93,3 +96,123 @@ def test_one_failure_does_not_stop_the_others(tmp_path: Path) -> None:
     assert [r.exit_code for r in results] == [0, 5, 0]
     assert results[1].error is not None and results[1].error["exit_code"] == 5
     assert world.status == {"a-1": "REVOKED", "b-2": "ACTIVE", "c-3": "REVOKED"}
+
+
+# ---------------------------------------------------------------------------- the final re-read
+
+SERVICES = ("a-1", "b-2", "c-3", "d-4")
+
+
+class CountingRegistry(FakeRegistry):
+    """A FakeRegistry that counts reads, and can lie or fail on the listing."""
+
+    def __init__(self, world: FakeWorld, *, listing: str = "ok", stuck: str = "") -> None:
+        super().__init__(world)
+        self.listing, self.stuck = listing, stuck
+        self.lists: list[bool] = []
+        self.lookups: list[str] = []
+
+    def _seen(self, binding: Binding) -> Binding:
+        if binding.service_id == self.stuck:  # signs the revocation, keeps it listed
+            return replace(binding, status="ACTIVE")
+        return binding
+
+    def list_services(self, app_id: str, *, active_only: bool = False) -> list[Binding]:
+        self.lists.append(active_only)
+        if self.listing == "down":
+            raise RemoteUnavailable("registry unavailable (fake)")
+        if self.listing == "refused":
+            raise ProtocolError("service list: the answer is over the 1048576-byte limit")
+        listed = [self._seen(b) for b in super().list_services(app_id)]
+        return listed[:-1] if self.listing == "partial" else listed
+
+    def get_binding(self, app_id: str, service_id: str) -> Binding:
+        self.lookups.append(service_id)
+        return self._seen(super().get_binding(app_id, service_id))
+
+
+def run_four(tmp_path: Path, registry: CountingRegistry, world: FakeWorld) -> list[Result]:
+    return run_batch(
+        [Target(APP_ID, s) for s in SERVICES],
+        # as with --all: the bindings come from the first listing, no lookup to resolve them
+        lambda t: make_deps(
+            world, tmp_path, registry=registry, known_binding=world.binding(t.service_id)
+        ),
+        concurrency=2,
+    )
+
+
+def final_step(result: Result) -> dict[str, Any]:
+    step: dict[str, Any] = result.steps[-1]
+    assert step["step"] == "check_revoked"
+    return step
+
+
+@pytest.fixture
+def four() -> FakeWorld:
+    world = FakeWorld()
+    for sid in SERVICES:
+        world.add_service(sid)
+    return world
+
+
+def test_batch_rereads_every_binding_with_one_listing(tmp_path: Path, four: FakeWorld) -> None:
+    """N services: one listing confirms them all REVOKED, no lookup per service."""
+    registry = CountingRegistry(four)
+    results = run_four(tmp_path, registry, four)
+    assert [r.status for r in results] == ["REVOKED"] * 4
+    assert registry.lists == [False]  # the whole listing: REVOKED bindings are in it
+    assert registry.lookups == []
+    for result in results:
+        assert final_step(result) == {
+            "step": "check_revoked",
+            "status": "done",
+            "message": "binding is REVOKED (no longer discoverable, re-read in the app's listing)",
+        }
+        assert not result.check_pending
+
+
+def test_batch_reread_catches_a_binding_still_listed(tmp_path: Path, four: FakeWorld) -> None:
+    """A registry that signs a revocation but keeps listing the binding: that one exit 5."""
+    registry = CountingRegistry(four, stuck="c-3")
+    results = run_four(tmp_path, registry, four)
+    assert [r.status for r in results] == ["REVOKED", "REVOKED", "FAILED", "REVOKED"]
+    assert [r.exit_code for r in results] == [0, 0, 5, 0]
+    assert worst_exit_code([r.exit_code for r in results]) == 5
+    failed = results[2]
+    assert failed.error is not None and "still lists it ACTIVE" in failed.error["message"]
+    assert final_step(failed)["status"] == "failed"
+    assert failed.bundle is not None  # the signed evidence is kept all the same
+
+
+def test_batch_reread_with_the_registry_down_warns(tmp_path: Path, four: FakeWorld) -> None:
+    """No answer to the listing: a warning per service, as one lookup would give."""
+    registry = CountingRegistry(four, listing="down")
+    results = run_four(tmp_path, registry, four)
+    assert [(r.status, r.exit_code) for r in results] == [("REVOKED", 0)] * 4
+    assert {final_step(r)["status"] for r in results} == {"warning"}
+    assert registry.lookups == []
+
+
+@pytest.mark.parametrize("listing", ["refused", "partial"])
+def test_batch_reread_falls_back_to_lookups(tmp_path: Path, four: FakeWorld, listing: str) -> None:
+    """An unusable listing (or one leaving a service out): those services are looked up."""
+    registry = CountingRegistry(four, listing=listing, stuck="d-4")
+    results = run_four(tmp_path, registry, four)
+    expected = list(SERVICES) if listing == "refused" else ["d-4"]
+    assert sorted(registry.lookups) == expected
+    assert [r.exit_code for r in results] == [0, 0, 0, 5]
+    assert final_step(results[0])["status"] == "done"
+
+
+def test_one_service_rereads_its_own_binding(tmp_path: Path, four: FakeWorld) -> None:
+    """A batch of one is not deferred: one lookup, no listing."""
+    registry = CountingRegistry(four)
+    results = run_batch(
+        [Target(APP_ID, "a-1")],
+        lambda t: make_deps(four, tmp_path, registry=registry, known_binding=four.binding("a-1")),
+        concurrency=8,
+    )
+    assert results[0].status == "REVOKED"
+    assert (registry.lists, registry.lookups) == ([], ["a-1"])
+    assert final_step(results[0])["message"] == "binding is REVOKED (no longer discoverable)"

@@ -1,0 +1,293 @@
+"""The journal log: replay, deltas, torn records, format-1 files, the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import omictl.workflow.journal as journal_mod
+from omictl.workflow.journal import InProgress, Journal, JournalError, JournalStore
+from tests.security import helpers as h
+
+APP, SVC = h.APP_ID, h.SERVICE_ID
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JournalStore:
+    return JournalStore(tmp_path / "state")
+
+
+def run_to_revoked(store: JournalStore) -> Journal:
+    """Save the phases of a decommission up to ``revoked``, the way the workflow does."""
+    with store.locked(APP, SVC):
+        journal = store.load(APP, SVC)
+        journal.termination_request = h.termination_request()
+        store.save(journal, phase="termination_sent", now=h.NOW)
+        journal.receipt = h.receipt()
+        store.save(journal, phase="receipt_held", now=h.NOW + 1)
+        journal.unbind_request = h.unbind_request()
+        store.save(journal, phase="unbind_sent", now=h.NOW + 2)
+        journal.revocation_record = h.revocation_record()
+        store.save(journal, phase="revoked", now=h.NOW + 3, note="ok")
+    return journal
+
+
+def lines(store: JournalStore) -> list[dict[str, Any]]:
+    raw = store.path_for(APP, SVC).read_bytes()
+    assert raw.endswith(b"\n")
+    return [json.loads(line) for line in raw.splitlines()]
+
+
+def test_replay_gives_back_every_field_and_the_history(store: JournalStore) -> None:
+    written = run_to_revoked(store)
+    loaded = store.load(APP, SVC)
+    assert loaded == written  # dataclass equality: every field, phase and history
+    assert loaded.phase == "revoked"
+    assert loaded.receipt == h.receipt()
+    assert loaded.revocation_record == h.revocation_record()
+    assert [e["phase"] for e in loaded.history] == [
+        "termination_sent",
+        "receipt_held",
+        "unbind_sent",
+        "revoked",
+    ]
+    assert loaded.history[-1] == {"phase": "revoked", "at": h.NOW + 3, "note": "ok"}
+
+
+def test_each_record_carries_only_what_changed(store: JournalStore) -> None:
+    run_to_revoked(store)
+    header, *records = lines(store)
+    assert header == {
+        "format": "omictl-journal",
+        "format_version": 2,
+        "app_id": APP,
+        "service_id": SVC,
+    }
+    assert set(records[0]["set"]) == set(journal_mod.FIELDS)  # the first holds everything
+    assert [sorted(r["set"]) for r in records[1:]] == [
+        ["receipt"],
+        ["unbind_request"],
+        ["revocation_record"],
+    ]
+
+
+def test_log_is_private_and_each_save_is_synced(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real = journal_mod._fdatasync
+    monkeypatch.setattr(journal_mod, "_fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    run_to_revoked(store)
+    assert len(synced) == 4  # one per save, before save returns
+    mode = store.path_for(APP, SVC).stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600
+    assert stat.S_IMODE(store.path_for(APP, SVC).parent.stat().st_mode) == 0o700
+
+
+def test_a_torn_last_record_is_ignored_then_cut_off(store: JournalStore) -> None:
+    """Cut the last record at every byte: the journal is the state before it, and the
+    next save replaces the torn bytes (no garbage stays in the middle of the log)."""
+    run_to_revoked(store)
+    path = store.path_for(APP, SVC)
+    full = path.read_bytes()
+    last_start = full.rstrip(b"\n").rfind(b"\n") + 1
+    for cut in range(last_start + 1, len(full)):
+        path.write_bytes(full[:cut])
+        journal = store.load(APP, SVC)
+        assert journal.phase == "unbind_sent", cut
+        assert journal.revocation_record is None
+        journal.revocation_record = h.revocation_record()
+        with store.locked(APP, SVC):
+            store.save(journal, phase="revoked", now=h.NOW + 3, note="ok")
+        assert path.read_bytes() == full, cut
+        assert store.load(APP, SVC).phase == "revoked"
+
+
+def test_a_zero_filled_tail_counts_as_torn(store: JournalStore) -> None:
+    """A power cut can leave the appended length with zeroed data blocks."""
+    run_to_revoked(store)
+    path = store.path_for(APP, SVC)
+    with path.open("ab") as handle:
+        handle.write(b"\x00" * 300 + b"\n")
+    assert store.load(APP, SVC).phase == "revoked"
+
+
+def test_a_torn_first_write_is_a_fresh_journal(store: JournalStore) -> None:
+    path = store.path_for(APP, SVC)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"format":"omictl-jour')
+    journal = store.load(APP, SVC)
+    assert journal.phase == "new"
+    journal.termination_request = h.termination_request()
+    store.save(journal, phase="termination_sent", now=h.NOW)
+    assert store.load(APP, SVC).termination_request == h.termination_request()
+    assert lines(store)[0]["format"] == "omictl-journal"
+
+
+def test_an_empty_log_left_by_the_lock_is_a_fresh_journal(store: JournalStore) -> None:
+    with store.locked(APP, SVC):
+        pass
+    assert store.path_for(APP, SVC).read_bytes() == b""
+    assert store.load(APP, SVC) == Journal(app_id=APP, service_id=SVC)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda ls: [ls[0], b"{not json", *ls[1:]], "line 2 is damaged"),
+        (lambda ls: [b'{"format": "other"}', *ls[1:]], "is not an omictl journal"),
+        (
+            lambda ls: [ls[0].replace(b'"format_version":2', b'"format_version":3'), *ls[1:]],
+            "journal version 3",
+        ),
+        (
+            lambda ls: [ls[0].replace(APP.encode(), b"org.other.app"), *ls[1:]],
+            "belongs to org.other.app",
+        ),
+        (lambda ls: [*ls, b'{"at":1,"phase":"gone","set":{}}'], "unknown phase"),
+        (lambda ls: [*ls, b'{"at":1,"phase":"done","set":{"evil":1}}'], "unknown journal field"),
+        (lambda ls: [*ls, b'{"at":1,"phase":"done","set":{"receipt":"x"}}'], "must be an object"),
+        (lambda ls: [*ls, b'{"at":1,"phase":"done","set":{},"x":1}'], "not a journal record"),
+        (lambda ls: [*ls, b'{"at":true,"phase":"done","set":{}}'], "unknown phase or time"),
+    ],
+)
+def test_damage_before_the_last_line_is_refused(
+    store: JournalStore, damage: Any, message: str
+) -> None:
+    run_to_revoked(store)
+    path = store.path_for(APP, SVC)
+    path.write_bytes(b"\n".join(damage(path.read_bytes().splitlines())) + b"\n")
+    with pytest.raises(JournalError, match=message) as caught:
+        store.load(APP, SVC)
+    assert (
+        caught.value.hint is None
+        or "no DELETE was sent" in caught.value.hint
+        or ("omictl that wrote it" in caught.value.hint)
+    )
+
+
+def test_a_format_1_journal_is_read_then_moved_to_the_log(store: JournalStore) -> None:
+    legacy = store.legacy_path_for(APP, SVC)
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps(h.journal()))
+    journal = store.load(APP, SVC)
+    assert journal.phase == "receipt_held"
+    assert journal.receipt == h.receipt()
+    with store.locked(APP, SVC):  # the lock creates the (empty) log: the legacy file rules
+        journal = store.load(APP, SVC)
+        assert journal.receipt == h.receipt()
+        journal.unbind_request = h.unbind_request()
+        store.save(journal, phase="unbind_sent", now=h.NOW + 5)
+    assert not legacy.exists()
+    loaded = store.load(APP, SVC)
+    assert loaded.receipt == h.receipt()
+    assert loaded.termination_request == h.termination_request()
+    assert loaded.unbind_request == h.unbind_request()
+    assert [e["phase"] for e in loaded.history] == [
+        "termination_sent",
+        "receipt_held",
+        "unbind_sent",
+    ]
+
+
+def test_a_symlink_in_place_of_the_log_is_not_followed(store: JournalStore, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"")
+    path = store.path_for(APP, SVC)
+    path.parent.mkdir(parents=True)
+    path.symlink_to(elsewhere)
+    with pytest.raises(JournalError, match="cannot open journal"), store.locked(APP, SVC):
+        pass
+    assert elsewhere.read_bytes() == b""
+
+
+def test_a_write_failure_is_a_journal_error_and_changes_nothing(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = run_to_revoked(store)
+
+    def full(_fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_mod, "_fdatasync", full)
+    with pytest.raises(JournalError, match="No space left on device"):
+        store.save(written, phase="done", now=h.NOW + 9)
+    assert written.phase == "revoked"  # the in-memory journal did not move on either
+
+
+def test_a_second_holder_waits_then_gets_in_progress(store: JournalStore) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with store.locked(APP, SVC):
+            entered.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(5)
+        other = JournalStore(store.state_dir)  # another run: its own descriptor
+        with (
+            pytest.raises(InProgress, match="another omictl run"),
+            other.locked(APP, SVC, wait=0.2, poll=0.05),
+        ):
+            pass
+    finally:
+        release.set()
+        holder.join()
+    with JournalStore(store.state_dir).locked(APP, SVC, wait=0.2) as waited:
+        assert waited is False
+
+
+def test_saves_under_the_lock_use_the_held_descriptor(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No open() per step while the run holds the lock (one descriptor per service)."""
+    with store.locked(APP, SVC):
+        journal = store.load(APP, SVC)
+        opened: list[str] = []
+        real_open = os.open
+
+        def spy_open(*args: Any, **kwargs: Any) -> int:
+            opened.append(str(args[0]))
+            return real_open(*args, **kwargs)
+
+        monkeypatch.setattr(journal_mod.os, "open", spy_open)
+        store.save(journal, phase="termination_sent", now=h.NOW)
+        store.save(journal, phase="receipt_held", now=h.NOW)
+        monkeypatch.undo()
+    assert [p for p in opened if p.endswith(".journal")] == []
+
+
+def test_a_half_written_record_is_removed_and_the_next_save_goes_on(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write cut short (disk full) leaves no half record before later ones."""
+    written = run_to_revoked(store)
+    before = store.path_for(APP, SVC).read_bytes()
+    real_write = os.write
+    calls = [0]
+
+    def short_then_full(fd: int, data: Any) -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            return real_write(fd, bytes(data[:10]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_mod.os, "write", short_then_full)
+    with pytest.raises(JournalError, match="No space left"):
+        store.save(written, phase="done", now=h.NOW + 9)
+    monkeypatch.undo()
+    assert store.path_for(APP, SVC).read_bytes() == before
+    written.bundle_path = "/b.json"
+    store.save(written, phase="done", now=h.NOW + 10)
+    loaded = store.load(APP, SVC)
+    assert (loaded.phase, loaded.bundle_path) == ("done", "/b.json")
