@@ -26,6 +26,8 @@ def inert(text: str) -> str:
     sends may move the cursor, recolour, hide or forge a line (STYLE.md 6). Rich markup is
     escaped separately (``rich.markup.escape``) where text goes through Rich.
     """
+    if text.isprintable():  # the common case, without a Python loop over the characters
+        return text
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
@@ -115,12 +117,25 @@ def emitted() -> bool:
 
 
 def write_json(payload: Any, stream: TextIO) -> None:
-    """Write one JSON document and a newline."""
+    """Write one JSON document and a newline: indented for a terminal, on one line when
+    piped or redirected (as ``gh`` does; a batch's result list is megabytes, and only the
+    compact form runs Python's C encoder)."""
     global _emitted
-    stream.write(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    if _is_terminal(stream):
+        text = json.dumps(payload, indent=2, ensure_ascii=False)
+    else:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    stream.write(text + "\n")
     stream.flush()
     if stream is sys.stdout:
         _emitted = True
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or exotic stream
+        return False
 
 
 def render_error(exc: OmictlError, *, json_mode: bool) -> None:

@@ -174,32 +174,56 @@ def recheck_revoked(
             deps = deps_for(target)
             groups.setdefault((id(deps.registry), target.app_id), []).append((deps, result))
     for (_, app_id), members in groups.items():
-        registry = members[0][0].registry
-        listed: dict[str, Binding] = {}
+        try:
+            _recheck_app(app_id, members, map_)
+        except Exception as exc:  # a bug must not lose the results of a finished batch
+            for deps, result in members:
+                if result.check_pending:
+                    _judge(result, deps, _internal(exc))
+
+
+#: Apps with fewer services than this to re-read are asked binding by binding: a listing
+#: returns every binding of the app, which for a few services is more to fetch and parse.
+LISTING_FROM = 3
+
+
+def _recheck_app(app_id: str, members: list[tuple[Deps, Result]], map_: Callable[..., Any]) -> None:
+    registry = members[0][0].registry
+    listed: dict[str, Binding] = {}
+    if len(members) >= LISTING_FROM:
         try:
             listed = {b.service_id: b for b in registry.list_services(app_id)}
         except RemoteUnavailable as exc:
             for deps, result in members:
                 _judge(result, deps, exc)
-            continue
+            return
         except OmictlError:
             pass  # no usable listing: ask binding by binding below
-        missing = [(d, r) for d, r in members if r.service_id not in listed]
-        for deps, result in members:
-            if result.service_id in listed:
-                _judge(result, deps, listed[result.service_id], how="in the app's listing")
+    for deps, result in members:
+        if result.service_id in listed:
+            _judge(result, deps, listed[result.service_id], how="in the app's listing")
 
-        def lookup(member: tuple[Deps, Result]) -> None:
-            deps, result = member
-            try:
-                binding: Binding | OmictlError = deps.registry.get_binding(
-                    result.app_id, result.service_id
-                )
-            except OmictlError as exc:
-                binding = exc
-            _judge(result, deps, binding)
+    def lookup(member: tuple[Deps, Result]) -> None:
+        deps, result = member
+        try:
+            seen: Binding | OmictlError = deps.registry.get_binding(
+                result.app_id, result.service_id
+            )
+        except OmictlError as exc:
+            seen = exc
+        except Exception as exc:  # a bug: this service fails alone
+            seen = _internal(exc)
+        _judge(result, deps, seen)
 
-        list(map_(lookup, missing))
+    list(map_(lookup, [(d, r) for d, r in members if r.check_pending]))
+
+
+def _internal(exc: Exception) -> OmictlError:
+    """A bug met while re-reading, as the error of the services it hit (exit 1)."""
+    return OmictlError(  # the base class: exit 1, code internal_error
+        f"internal error while re-reading the binding: {type(exc).__name__}: {exc}",
+        hint="this is a bug in omictl: please report it; the revocation itself is recorded",
+    )
 
 
 def _judge(result: Result, deps: Deps, seen: Binding | OmictlError, *, how: str = "") -> None:

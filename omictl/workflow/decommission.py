@@ -20,10 +20,12 @@ verified receipt is held.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omictl.core.appid import parse_app_id, validate_service_id
@@ -308,7 +310,7 @@ class _Run:
                 reason=exc.message,
                 now=d.clock(),
             )
-            self.journal.rejected_receipt = answer if isinstance(answer, dict) else {"raw": answer}
+            self.journal.rejected_receipt = journaled_answer(answer, kept_at=path)
             self.journal.rejection_reason = exc.message
             self.save("receipt_rejected", note=exc.message)
             self.emit("verify_receipt", "failed", exc.message, kept_at=str(path))
@@ -436,7 +438,9 @@ class _Run:
             self.emit("check_revoked", "warning", f"could not re-read the binding: {exc.message}")
             return
         if binding.status != "REVOKED":
-            raise still_listed(binding)
+            error = still_listed(binding)
+            self.emit("check_revoked", "failed", error.message)
+            raise error
         self.emit("check_revoked", "done", "binding is REVOKED (no longer discoverable)")
 
     def archive(self, app: App, binding: Binding, registry_key: bytes) -> None:
@@ -480,7 +484,8 @@ class _Run:
                 f"this machine holds a signed revocation of {t.service_id}, yet the registry "
                 "lists it ACTIVE",
                 hint="report this to the registry operator; if the registry was deliberately "
-                f"reset, move {d.journals.path_for(t.app_id, t.service_id)} aside",
+                f"reset, make sure no other omictl run is on this service, then move "
+                f"{d.journals.path_for(t.app_id, t.service_id)} aside",
             )
         in_flight = j.phase in (
             "termination_sent",
@@ -558,9 +563,9 @@ class _Run:
         record = self.unbind(registry_key)
         if self.record_revoked(record, registry_key):
             self.archive(app, binding, registry_key)
+        self.result.revocation_record = j.revocation_record  # kept even if the re-read fails
         self.check_revoked()
         self.result.status = "REVOKED"
-        self.result.revocation_record = j.revocation_record
         return self.result
 
     def already_revoked(self, app: App, binding: Binding, registry_key: bytes) -> Result:
@@ -579,8 +584,8 @@ class _Run:
                 self.result.receipt_id = j.receipt["data"].get("receipt_id")
             if archivable:
                 self.archive(app, binding, registry_key)
-            self.check_revoked()
             self.result.revocation_record = j.revocation_record
+            self.check_revoked()
             return self.result
         if j.revocation_record is not None:
             record = verify_revocation_record(
@@ -650,6 +655,20 @@ class _Run:
         }
         self.emit("confirm", "skipped", "dry run: nothing sent")
         return self.result
+
+
+#: A rejected provider answer larger than this (encoded) is not copied into the journal,
+#: which would otherwise grow by up to a 1 MiB answer per re-run; the archive keeps it whole.
+MAX_JOURNALED_ANSWER = 64 * 1024
+
+
+def journaled_answer(answer: Any, *, kept_at: Path) -> dict[str, Any]:
+    """What the journal keeps of a provider answer that failed verification."""
+    kept = answer if isinstance(answer, dict) else {"raw": answer}
+    size = len(json.dumps(kept, ensure_ascii=False).encode("utf-8"))
+    if size <= MAX_JOURNALED_ANSWER:
+        return kept
+    return {"omitted": f"{size} bytes, over {MAX_JOURNALED_ANSWER}", "kept_at": str(kept_at)}
 
 
 def record_step(

@@ -4,16 +4,19 @@ One append-only log per (app, service): ``<home>/state/<app_id>/<service_id>.jou
 JSON Lines. The first line is a header (format, version, ids); every later line is one
 step's record, ``{"phase", "at", "note"?, "set": {changed fields}}``, appended and
 ``fdatasync``-ed before and after every step (:meth:`JournalStore.save`). Replaying the
-lines gives the journal. A write cut short by a crash or power loss can only leave a torn
-*last* line: it is ignored on reading (the journal is then what it was before that write)
-and cut off before the next append. Damage anywhere else is refused, never guessed at.
+lines gives the journal. A write cut short by a crash or power loss can only leave an
+unfinished end: bytes after the last newline, or a last line with NUL bytes (the new length
+persisted before the data). That is ignored on reading (the journal is then what it was
+before that write) and cut off before the next append, a copy kept as
+``<name>.torn-<offset>``. Damage anywhere else is refused, never guessed at.
 
 Appending keeps the guarantee of the former whole-file rewrites (each record is on disk
 before the step it announces, and a reader sees the old or the new state, never a mix)
 at a fraction of the cost: no temporary file, rename or folder fsync per step, and only
 what changed is encoded (docs/performance.md). Journals written by omictl before the log
 (``<service_id>.json``, format version 1) are still read, and moved to the log on the
-next write.
+next write; the old file is then replaced by a stub (``format_version`` 2, ``moved_to``)
+that an older omictl refuses to run on, instead of starting that service over.
 
 The log file is also the lock: :meth:`JournalStore.locked` holds an exclusive ``flock`` on
 it for the whole run, so two runs on the same service never interleave (the second
@@ -35,7 +38,14 @@ from typing import Any
 
 from omictl.core.envelope import parse_json
 from omictl.errors import ExitCode, OmictlError, UsageError
-from omictl.fsutil import PRIVATE_FILE_MODE, ensure_private_dir, fsync_dir, read_capped
+from omictl.fsutil import (
+    PRIVATE_FILE_MODE,
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_private_dir,
+    fsync_dir,
+    read_capped,
+)
 
 JOURNAL_FORMAT = "omictl-journal"
 JOURNAL_VERSION = 2
@@ -89,6 +99,12 @@ def _encode(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
+def _copy(value: Any) -> Any:
+    """A private copy of a field's value (objects are copied through JSON, exactly as the
+    log would give them back)."""
+    return json.loads(_encode(value)) if isinstance(value, dict) else value
+
+
 @dataclass
 class Journal:
     """The recorded progress of one service's decommission."""
@@ -106,9 +122,10 @@ class Journal:
     revocation_record: dict[str, Any] | None = None
     bundle_path: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
-    # What the log on disk holds: each field's encoded value, and where its valid part ends
-    # (bytes after that are a torn record to cut off before appending). Not compared.
-    written: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # What the log on disk holds: each field's value (a private copy, never the live object)
+    # and where its valid part ends (bytes after that are a torn record to cut off before
+    # appending). Not compared.
+    written: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     disk_end: int = field(default=0, repr=False, compare=False)
     disk_size: int = field(default=0, repr=False, compare=False)
     legacy_path: Path | None = field(default=None, repr=False, compare=False)
@@ -182,8 +199,15 @@ def _apply(journal: Journal, values: Any, *, path: Path, legacy: bool = False) -
 
 
 def _replay(raw: bytes, *, path: Path, app_id: str, service_id: str) -> Journal:
-    """The journal a log holds. Only its last line may be unreadable (a torn write): it
-    is left out. Raises :class:`JournalError` for anything else."""
+    """The journal a log holds.
+
+    A torn write can only leave the end of the log unfinished: bytes after the last
+    newline, or a last line holding NUL bytes (a power cut can persist the new length
+    before the data). Those are left out, and the journal is what it was before that
+    write. Any other unreadable line is damage, refused with :class:`JournalError`. A log
+    with a header but no record yet counts as empty (its first write was cut short), so
+    the next write starts it over and a format-1 journal beside it still rules.
+    """
     hint = _hint(path)
     journal = Journal(app_id=app_id, service_id=service_id)
     journal.disk_size = len(raw)
@@ -191,11 +215,10 @@ def _replay(raw: bytes, *, path: Path, app_id: str, service_id: str) -> Journal:
     lines.pop()  # after the last newline: b"" when the last write completed
     offset = 0
     for number, line in enumerate(lines):
-        last = number == len(lines) - 1
         try:
             record = parse_json(line, what=f"{path} line {number + 1}", error=JournalError)
         except JournalError:
-            if last:
+            if number == len(lines) - 1 and b"\x00" in line:
                 break  # a torn final record: the journal is what it was before it
             raise JournalError(f"{path} line {number + 1} is damaged", hint=hint) from None
         if number == 0:
@@ -204,10 +227,12 @@ def _replay(raw: bytes, *, path: Path, app_id: str, service_id: str) -> Journal:
         else:
             _apply_record(journal, record, path=path, number=number + 1)
         offset += len(line) + 1
-        journal.disk_end = offset
-    journal.written = {name: _encode(value) for name, value in journal.fields().items()}
-    if journal.disk_end == 0:
-        journal.written = {}  # no complete header: the next write starts the log over
+        if number:
+            journal.disk_end = offset
+    if journal.disk_end:  # else no complete record: the next write starts the log over
+        journal.written = {name: _copy(value) for name, value in journal.fields().items()}
+    else:
+        journal.history = []
     return journal
 
 
@@ -282,6 +307,13 @@ class JournalStore:
     ) -> Journal:
         raw = read_capped(legacy, limit=MAX_JOURNAL_BYTES, error=JournalError)
         document = parse_json(raw, what=str(legacy), error=JournalError)
+        if isinstance(document, dict) and "moved_to" in document:
+            # the stub a migration leaves: the log it points to should hold everything
+            raise JournalError(
+                f"{legacy} says its journal moved to {fresh_path(legacy)}, which is missing "
+                "or empty",
+                hint=_hint(fresh_path(legacy)),
+            )
         journal = Journal.from_json(document, path=legacy)
         if (journal.app_id, journal.service_id) != (app_id, service_id):
             raise JournalError(f"{legacy} belongs to {journal.app_id}/{journal.service_id}")
@@ -298,14 +330,19 @@ class JournalStore:
         """
         if phase not in PHASES:  # pragma: no cover - programming error
             raise JournalError(f"unknown phase {phase!r}")
-        encoded = {name: _encode(value) for name, value in journal.fields().items()}
         fresh = journal.disk_end == 0
-        changed = [n for n in FIELDS if fresh or journal.written.get(n) != encoded[n]]
+        written = journal.written
+        # compare with what is on disk (C-level equality); encode only what changed
+        encoded = {
+            name: _encode(value)
+            for name, value in journal.fields().items()
+            if fresh or name not in written or written[name] != value
+        }
         record = f'{{"at":{int(now)},'
         if note:
             record += f'"note":{_encode(note)},'
         record += f'"phase":"{phase}","set":{{'
-        record += ",".join(f'"{name}":{encoded[name]}' for name in changed) + "}}\n"
+        record += ",".join(f'"{name}":{text}' for name, text in encoded.items()) + "}}\n"
         if fresh:
             header = {
                 "format": JOURNAL_FORMAT,
@@ -326,13 +363,26 @@ class JournalStore:
             raise
         journal.phase = phase
         journal.history.append({"phase": phase, "at": int(now), **({"note": note} if note else {})})
-        journal.written = encoded
+        for name, text in encoded.items():
+            item = getattr(journal, name)
+            written[name] = json.loads(text) if isinstance(item, dict) else item
         journal.disk_end += len(data)
         journal.disk_size = journal.disk_end
         if fresh and journal.legacy_path is not None:
-            with contextlib.suppress(OSError):
-                journal.legacy_path.unlink()  # the log now holds everything it held
-            fsync_dir(path.parent)
+            # The log now holds everything the format-1 file held. Leave a stub that
+            # format-1 readers (an older omictl) refuse, rather than no file at all, which
+            # they would take for a service nobody started on.
+            with contextlib.suppress(OmictlError):
+                atomic_write_json(
+                    journal.legacy_path,
+                    {
+                        "format": JOURNAL_FORMAT,
+                        "format_version": JOURNAL_VERSION,
+                        "app_id": journal.app_id,
+                        "service_id": journal.service_id,
+                        "moved_to": path.name,
+                    },
+                )
             journal.legacy_path = None
 
     def _append(self, path: Path, data: bytes, *, keep: int, size: int) -> None:
@@ -349,15 +399,18 @@ class JournalStore:
                 fd = held
             try:
                 if size > keep or keep == 0:
-                    # a torn last record (or a log that never got its header): cut it off
+                    # a torn last record (or a log that never got a record): cut it off,
+                    # keeping a copy of the cut bytes for whoever investigates
                     created = keep == 0
+                    if size > keep:
+                        _keep_torn(path, keep)
                     os.ftruncate(fd, keep)
                 try:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
                     _fdatasync(fd)
-                except OSError:
+                except BaseException:  # OSError, or an interrupt between two writes
                     with contextlib.suppress(OSError):
                         os.ftruncate(fd, keep)  # leave no half record for a later append
                     raise
@@ -410,6 +463,20 @@ class JournalStore:
                     self._held.pop(path, None)
         finally:
             os.close(fd)  # closing the descriptor releases the flock
+
+
+def fresh_path(legacy: Path) -> Path:
+    """The log that replaced a format-1 journal file."""
+    return legacy.with_name(legacy.name[: -len(LEGACY_SUFFIX)] + JOURNAL_SUFFIX)
+
+
+def _keep_torn(path: Path, keep: int) -> None:
+    """Copy the bytes of ``path`` after ``keep`` to ``<name>.torn-<keep>`` (best effort)."""
+    with contextlib.suppress(OSError, OmictlError):
+        with path.open("rb") as handle:
+            handle.seek(keep)
+            torn = handle.read(MAX_JOURNAL_BYTES)
+        atomic_write_bytes(path.with_name(f"{path.name}.torn-{keep}"), torn)
 
 
 def check_ids_are_paths(app_id: str, service_id: str) -> None:

@@ -24,6 +24,9 @@ services (same master key every time):
   before the DELETE; PROTOCOL.md section 3 makes it optional), so its registry skips one
   receipt check per service: that makes the baseline a little faster, never slower.
 
+``--without journal,bundle`` adds, for cost attribution only, a third run per measurement:
+omictl through ``without.py`` with the journal log and/or the evidence bundle switched off.
+
 The sandbox (registry, providers, Auth/Billing purge receivers; two purge POSTs per unbind)
 runs in *this* process and competes with the client for the machine's cores: the figures
 are for the pair, not for omictl alone. ``--repeat R`` takes the median of R runs. Exit 1
@@ -123,8 +126,13 @@ def _tail(child: Child) -> str:
     return child.err.decode("utf-8", "replace")[-2000:]
 
 
-def run_omictl(seed: bytes, services: int, concurrency: int, tmpdir: str | None) -> Run:
-    """``omictl decommission --all`` against a fresh sandbox; checked all-REVOKED."""
+def run_omictl(
+    seed: bytes, services: int, concurrency: int, tmpdir: str | None, without: str = ""
+) -> Run:
+    """``omictl decommission --all`` against a fresh sandbox; checked all-REVOKED.
+
+    ``without`` (e.g. ``journal,bundle``) runs omictl through ``without.py`` with those
+    local writes switched off, to attribute their cost."""
     from omictl.core.envelope import Signer
     from omictl.sandbox import start_sandbox
 
@@ -137,9 +145,12 @@ def run_omictl(seed: bytes, services: int, concurrency: int, tmpdir: str | None)
             OMICTL_HOME=home,
             OMICTL_REGISTRY=sandbox.registry_url,
             OMICTL_KEY=f"env:{SEED_VAR}",
+            OMICTL_BENCH_WITHOUT=without,
             **{SEED_VAR: seed.hex()},  # the seed goes in the environment, never in argv
         )
-        cmd = [sys.executable, "-m", "omictl", "-o", "json", "decommission", sandbox.app_id]
+        entry = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "without.py")]
+        cmd = [sys.executable, *(entry if without else ["-m", "omictl"])]
+        cmd += ["-o", "json", "decommission", sandbox.app_id]
         cmd += ["--all", "--yes", "--concurrency", str(concurrency)]
         child = run_child(cmd, env)
         if child.code != 0:
@@ -257,6 +268,12 @@ def main() -> int:
     parser.add_argument(
         "--tmpdir", default=None, help="where OMICTL_HOME is created [default: system temp]"
     )
+    parser.add_argument(
+        "--without",
+        default="",
+        help="cost attribution only: also run omictl with these local writes switched off "
+        "(journal, bundle; comma-separated) and print that run as a third column",
+    )
     parser.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_worker:
@@ -284,21 +301,29 @@ def main() -> int:
         f"load average at start {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    without = ",".join(w.strip() for w in args.without.split(",") if w.strip())
     rows: list[tuple[int, Run, Run]] = []
+    stripped: dict[int, Run] = {}
     try:
         for c in levels:
             mine: list[Run] = []
             base: list[Run] = []
-            for _ in range(args.repeat):  # interleaved, so drift in machine load hits both
+            bare: list[Run] = []
+            for _ in range(args.repeat):  # interleaved, so drift in machine load hits all
                 base.append(run_baseline(seed, n, c))
                 mine.append(run_omictl(seed, n, c, args.tmpdir))
+                if without:
+                    bare.append(run_omictl(seed, n, c, args.tmpdir, without))
             m, b = _median(mine), _median(base)
             rows.append((c, m, b))
-            print(
+            line = (
                 f"  c={c:<3} omictl {m.wall:6.2f} s {n / m.wall:6.1f}/s rss {m.rss_mib:5.1f} MiB"
-                f" | baseline {b.wall:6.2f} s {n / b.wall:6.1f}/s | {m.wall / b.wall:4.2f}x",
-                flush=True,
+                f" | baseline {b.wall:6.2f} s {n / b.wall:6.1f}/s | {m.wall / b.wall:4.2f}x"
             )
+            if without:
+                stripped[c] = w = _median(bare)
+                line += f" | without {without} {w.wall:6.2f} s {w.wall / b.wall:4.2f}x"
+            print(line, flush=True)
     except NotHonest as exc:
         print(f"benchmark invalid: {exc}", file=sys.stderr)
         return 2
@@ -316,6 +341,18 @@ def main() -> int:
             f"| {m.client_cpu:.1f} / {m.sandbox_cpu:.1f} "
             f"| {b.client_cpu:.1f} / {b.sandbox_cpu:.1f} |"
         )
+    if stripped:
+        print(f"\nCost attribution: omictl with {without} switched off (without.py; not a mode")
+        print("omictl has: no crash safety, no evidence). The difference to the row above is")
+        print("what those writes cost.\n")
+        print("| concurrency | wall (s) | ratio | CPU s client / sandbox |")
+        print("|---:|---:|---:|---:|")
+        for c, _, b in rows:
+            w = stripped[c]
+            print(
+                f"| {c} | {w.wall:.2f} | {w.wall / b.wall:.2f}x "
+                f"| {w.client_cpu:.1f} / {w.sandbox_cpu:.1f} |"
+            )
     print(f"\nload average at end {os.getloadavg()[0]:.2f}")
 
     missed = []

@@ -61,14 +61,11 @@ def stop_all() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def _read_json_document(process: subprocess.Popen[str]) -> Any:
+    """The document a running sandbox prints: one line, since stdout is a pipe."""
     assert process.stdout is not None
-    text = ""
-    while True:
-        line = process.stdout.readline()
-        assert line, f"omictl exited early: {process.wait()} {process.stderr.read()}"  # type: ignore[union-attr]
-        text += line
-        if line.rstrip() == "}":
-            return json.loads(text)
+    line = process.stdout.readline()
+    assert line, f"omictl exited early: {process.wait()} {process.stderr.read()}"  # type: ignore[union-attr]
+    return json.loads(line)
 
 
 def test_json_output_then_clean_stop_on_sigint(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from omictl.core.messages import Binding
-from omictl.errors import ProtocolError, RemoteUnavailable, UsageError
+from omictl.errors import ProtocolError, RemoteRejected, RemoteUnavailable, UsageError
 from omictl.workflow.batch import load_plan, run_batch, worst_exit_code
 from omictl.workflow.decommission import Result, Target
 from tests.workflow.fakes import APP_ID, FakeRegistry, FakeWorld
@@ -104,13 +104,16 @@ SERVICES = ("a-1", "b-2", "c-3", "d-4")
 
 
 class CountingRegistry(FakeRegistry):
-    """A FakeRegistry that counts reads, and can lie or fail on the listing."""
+    """A FakeRegistry that counts reads, and can lie or fail on the listing or lookups."""
 
-    def __init__(self, world: FakeWorld, *, listing: str = "ok", stuck: str = "") -> None:
+    def __init__(
+        self, world: FakeWorld, *, listing: str = "ok", stuck: str = "", lookup: str = "ok"
+    ) -> None:
         super().__init__(world)
-        self.listing, self.stuck = listing, stuck
+        self.listing, self.stuck, self.lookup = listing, stuck, lookup
         self.lists: list[bool] = []
         self.lookups: list[str] = []
+        self.revoking = True  # lookups during the batch (resolve) behave normally
 
     def _seen(self, binding: Binding) -> Binding:
         if binding.service_id == self.stuck:  # signs the revocation, keeps it listed
@@ -123,11 +126,17 @@ class CountingRegistry(FakeRegistry):
             raise RemoteUnavailable("registry unavailable (fake)")
         if self.listing == "refused":
             raise ProtocolError("service list: the answer is over the 1048576-byte limit")
+        if self.listing == "bug":
+            raise KeyError("a bug in the listing code")
         listed = [self._seen(b) for b in super().list_services(app_id)]
         return listed[:-1] if self.listing == "partial" else listed
 
     def get_binding(self, app_id: str, service_id: str) -> Binding:
         self.lookups.append(service_id)
+        if self.lookup == "rejected" and service_id == "b-2":
+            raise RemoteRejected(
+                "binding lookup was rejected (HTTP 403)", status=403, problem_type=""
+            )
         return self._seen(super().get_binding(app_id, service_id))
 
 
@@ -216,3 +225,39 @@ def test_one_service_rereads_its_own_binding(tmp_path: Path, four: FakeWorld) ->
     assert results[0].status == "REVOKED"
     assert (registry.lists, registry.lookups) == ([], ["a-1"])
     assert final_step(results[0])["message"] == "binding is REVOKED (no longer discoverable)"
+
+
+def test_batch_reread_lookup_rejected_keeps_that_exit_code(tmp_path: Path, four: FakeWorld) -> None:
+    """A lookup refused by the registry (4xx) fails that service with exit 4."""
+    registry = CountingRegistry(four, listing="refused", lookup="rejected")
+    results = run_four(tmp_path, registry, four)
+    assert [r.exit_code for r in results] == [0, 4, 0, 0]
+    assert results[1].status == "FAILED"
+    assert final_step(results[1])["status"] == "failed"
+    assert results[1].revocation_record is not None  # the signed record is still reported
+
+
+def test_batch_reread_bug_fails_the_services_not_the_batch(tmp_path: Path, four: FakeWorld) -> None:
+    """An unexpected exception while re-reading: exit 1 for those services, results kept."""
+    registry = CountingRegistry(four, listing="bug")
+    results = run_four(tmp_path, registry, four)
+    assert [(r.status, r.exit_code) for r in results] == [("FAILED", 1)] * 4
+    assert results[0].error is not None
+    assert results[0].error["code"] == "internal_error"
+    assert "KeyError" in results[0].error["message"]
+    assert all(r.bundle for r in results)  # the revocations themselves are recorded
+
+
+def test_small_batches_reread_binding_by_binding(tmp_path: Path, four: FakeWorld) -> None:
+    """Two services of an app: two lookups, no listing of the whole app."""
+    registry = CountingRegistry(four)
+    results = run_batch(
+        [Target(APP_ID, s) for s in ("a-1", "b-2")],
+        lambda t: make_deps(
+            four, tmp_path, registry=registry, known_binding=four.binding(t.service_id)
+        ),
+        concurrency=2,
+    )
+    assert [r.status for r in results] == ["REVOKED", "REVOKED"]
+    assert registry.lists == []
+    assert sorted(registry.lookups) == ["a-1", "b-2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +256,47 @@ def test_dry_run_envelopes_are_back_dated(world: FakeWorld, tmp_path: Path) -> N
     assert result.dry_run is not None
     for name in ("termination_request", "unbind_request"):
         assert result.dry_run[name]["data"]["timestamp"] == world.now - 86_400
+
+
+def test_registry_still_listing_after_its_record_fails_like_a_batch(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """The re-read contradicts the signed record: exit 5, a failed step, record reported."""
+
+    class Stuck(FakeRegistry):
+        def get_binding(self, app_id: str, service_id: str) -> Any:
+            binding = super().get_binding(app_id, service_id)
+            return replace(binding, status="ACTIVE")
+
+    with pytest.raises(VerificationError, match="still lists it ACTIVE") as info:
+        decommission(
+            Target(APP_ID, SERVICE),
+            make_deps(world, tmp_path, registry=Stuck(world), known_binding=world.binding(SERVICE)),
+        )
+    result = info.value.details["result"]
+    assert result["status"] == "FAILED" and result["exit_code"] == 5
+    assert result["steps"][-1]["step"] == "check_revoked"
+    assert result["steps"][-1]["status"] == "failed"
+    assert result["revocation_record"] == world.records[SERVICE]
+    assert result["bundle"] is not None
+
+
+def test_a_huge_rejected_answer_is_not_copied_into_the_journal(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """The journal keeps a pointer to the archived answer, not a megabyte per re-run."""
+
+    class Bloated(FakeProvider):
+        def terminate(self, endpoint_url: str, *, sign: Any) -> Any:
+            sign()
+            return {"junk": "x" * 200_000}
+
+    with pytest.raises(VerificationError):
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, provider=Bloated(world)))
+    journal = JournalStore(tmp_path / "state").load(APP_ID, SERVICE)
+    assert journal.phase == "receipt_rejected"
+    assert journal.rejected_receipt is not None
+    assert set(journal.rejected_receipt) == {"omitted", "kept_at"}
+    kept = Path(journal.rejected_receipt["kept_at"])
+    assert json.loads(kept.read_text())["answer"] == {"junk": "x" * 200_000}
+    assert JournalStore(tmp_path / "state").path_for(APP_ID, SERVICE).stat().st_size < 20_000

@@ -113,9 +113,28 @@ def test_a_zero_filled_tail_counts_as_torn(store: JournalStore) -> None:
     """A power cut can leave the appended length with zeroed data blocks."""
     run_to_revoked(store)
     path = store.path_for(APP, SVC)
+    clean = path.read_bytes()
     with path.open("ab") as handle:
         handle.write(b"\x00" * 300 + b"\n")
-    assert store.load(APP, SVC).phase == "revoked"
+    journal = store.load(APP, SVC)
+    assert journal.phase == "revoked"
+    store.save(journal, phase="done", now=h.NOW + 5)
+    assert path.read_bytes().startswith(clean)  # the zeros were cut off, not kept
+    assert b"\x00" not in path.read_bytes()
+    assert lines(store)[-1]["phase"] == "done"
+    kept = path.with_name(f"{path.name}.torn-{len(clean)}")  # a copy for investigation
+    assert kept.read_bytes() == b"\x00" * 300 + b"\n"
+
+
+def test_a_complete_last_line_that_is_not_json_is_refused(store: JournalStore) -> None:
+    """Only an unfinished end counts as torn: a whole garbled last line is damage (a hand
+    edit, a media error), and rolling back past it could repeat a DELETE."""
+    run_to_revoked(store)
+    path = store.path_for(APP, SVC)
+    with path.open("ab") as handle:
+        handle.write(b'{"at":1,"phase":"done","set":{}\n')  # no closing brace, but ended
+    with pytest.raises(JournalError, match="line 6 is damaged"):
+        store.load(APP, SVC)
 
 
 def test_a_torn_first_write_is_a_fresh_journal(store: JournalStore) -> None:
@@ -165,11 +184,8 @@ def test_damage_before_the_last_line_is_refused(
     path.write_bytes(b"\n".join(damage(path.read_bytes().splitlines())) + b"\n")
     with pytest.raises(JournalError, match=message) as caught:
         store.load(APP, SVC)
-    assert (
-        caught.value.hint is None
-        or "no DELETE was sent" in caught.value.hint
-        or ("omictl that wrote it" in caught.value.hint)
-    )
+    hint = caught.value.hint or ""
+    assert "no DELETE was sent" in hint or "use the omictl that wrote it" in hint, hint
 
 
 def test_a_format_1_journal_is_read_then_moved_to_the_log(store: JournalStore) -> None:
@@ -184,7 +200,10 @@ def test_a_format_1_journal_is_read_then_moved_to_the_log(store: JournalStore) -
         assert journal.receipt == h.receipt()
         journal.unbind_request = h.unbind_request()
         store.save(journal, phase="unbind_sent", now=h.NOW + 5)
-    assert not legacy.exists()
+    stub = json.loads(legacy.read_text())  # an older omictl finds a version it refuses
+    assert stub["format_version"] == 2 and stub["moved_to"] == f"{SVC}.journal"
+    with pytest.raises(JournalError, match="unknown journal version"):
+        Journal.from_json(stub, path=legacy)
     loaded = store.load(APP, SVC)
     assert loaded.receipt == h.receipt()
     assert loaded.termination_request == h.termination_request()
@@ -194,6 +213,36 @@ def test_a_format_1_journal_is_read_then_moved_to_the_log(store: JournalStore) -
         "receipt_held",
         "unbind_sent",
     ]
+
+
+def test_a_cut_first_write_leaves_the_format_1_journal_in_charge(store: JournalStore) -> None:
+    """The first write (header + full state) cut at any byte: the format-1 file still
+    rules, so the held receipt is never forgotten (no second DELETE)."""
+    legacy = store.legacy_path_for(APP, SVC)
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps(h.journal()))
+    journal = store.load(APP, SVC)
+    journal.unbind_request = h.unbind_request()
+    store.save(journal, phase="unbind_sent", now=h.NOW + 5)
+    path = store.path_for(APP, SVC)
+    full = path.read_bytes()
+    legacy.write_text(json.dumps(h.journal()))  # as it was before the migration
+    for cut in range(len(full)):
+        path.write_bytes(full[:cut])
+        loaded = store.load(APP, SVC)
+        assert (loaded.phase, loaded.receipt) == ("receipt_held", h.receipt()), cut
+
+
+def test_a_stub_without_its_log_is_refused(store: JournalStore) -> None:
+    """After a migration the log holds everything: if it goes missing, say so."""
+    legacy = store.legacy_path_for(APP, SVC)
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps(h.journal()))
+    journal = store.load(APP, SVC)
+    store.save(journal, phase="unbind_sent", now=h.NOW + 5)
+    store.path_for(APP, SVC).unlink()
+    with pytest.raises(JournalError, match=r"moved to .*missing or empty"):
+        store.load(APP, SVC)
 
 
 def test_a_symlink_in_place_of_the_log_is_not_followed(store: JournalStore, tmp_path: Path) -> None:
@@ -215,10 +264,12 @@ def test_a_write_failure_is_a_journal_error_and_changes_nothing(
     def full(_fd: int) -> None:
         raise OSError(28, "No space left on device")
 
+    before = store.path_for(APP, SVC).read_bytes()
     monkeypatch.setattr(journal_mod, "_fdatasync", full)
     with pytest.raises(JournalError, match="No space left on device"):
         store.save(written, phase="done", now=h.NOW + 9)
     assert written.phase == "revoked"  # the in-memory journal did not move on either
+    assert store.path_for(APP, SVC).read_bytes() == before  # the unsynced record is gone
 
 
 def test_a_second_holder_waits_then_gets_in_progress(store: JournalStore) -> None:
@@ -291,3 +342,15 @@ def test_a_half_written_record_is_removed_and_the_next_save_goes_on(
     store.save(written, phase="done", now=h.NOW + 10)
     loaded = store.load(APP, SVC)
     assert (loaded.phase, loaded.bundle_path) == ("done", "/b.json")
+
+
+def test_a_field_changed_in_place_is_still_recorded(store: JournalStore) -> None:
+    """What was written is compared with a private copy, never with the live object."""
+    journal = run_to_revoked(store)
+    assert journal.revocation_record is not None
+    journal.revocation_record["data"]["note"] = "changed in place"
+    store.save(journal, phase="done", now=h.NOW + 4)
+    loaded = store.load(APP, SVC)
+    assert loaded.revocation_record is not None
+    assert loaded.revocation_record["data"]["note"] == "changed in place"
+    assert sorted(lines(store)[-1]["set"]) == ["revocation_record"]
