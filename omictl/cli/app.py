@@ -203,6 +203,13 @@ def run(argv: list[str] | None = None) -> int:
         if code is None:
             return 0
         if isinstance(code, int):
+            misplaced = _misplaced_global(args) if code == ExitCode.USAGE else None
+            if misplaced:
+                print(
+                    f"hint: {misplaced} is a global option: put it before the sub-command, "
+                    "e.g. omictl -o json decommission APP_ID --all --yes",
+                    file=sys.stderr,
+                )
             if code == ExitCode.USAGE and _json_mode_for_errors and not output.emitted():
                 # Click printed its usage error on stderr; scripts still get one document
                 output.write_json(
@@ -232,6 +239,23 @@ def run(argv: list[str] | None = None) -> int:
         )
         return int(ExitCode.INTERNAL)
     return 0
+
+
+_GLOBAL_OPTIONS = (*_VALUE_OPTIONS, "--debug")
+
+
+def _misplaced_global(args: list[str]) -> str | None:
+    """The first global option given after the sub-command's name (where Click does not
+    know it), or None. Sub-commands define none of these names."""
+    name = _command_name(args)
+    if name is None:
+        return None
+    after = args[args.index(name) + 1 :]
+    for arg in after[: after.index("--")] if "--" in after else after:
+        option = arg.split("=", 1)[0]
+        if option in _GLOBAL_OPTIONS or (arg.startswith("-o") and not arg.startswith("--")):
+            return option if option in _GLOBAL_OPTIONS else "-o"
+    return None
 
 
 def _wants_json(args: list[str]) -> bool:

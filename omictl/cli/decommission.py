@@ -36,7 +36,7 @@ Examples:
 
 \b
   omictl decommission org.omiappreg.alice.shop.7f8a9d cms-article-77
-  omictl decommission APP_ID SERVICE_ID --yes -o json      # CI: no prompt
+  omictl -o json decommission APP_ID SERVICE_ID --yes      # CI: no prompt
   omictl decommission APP_ID --all --yes --concurrency 16  # every ACTIVE binding
   omictl decommission --from plan.json --yes
 
@@ -237,7 +237,11 @@ def _run_single(
 ) -> None:
     from omictl.transport.http import check_url
     from omictl.workflow.decommission import Deps, decommission
-    from omictl.workflow.session import open_session, registry_url_for_app
+    from omictl.workflow.session import (
+        open_session,
+        registry_is_derived,
+        registry_url_for_app,
+    )
 
     out = inv.out
     if endpoint:
@@ -248,7 +252,10 @@ def _run_single(
             "receipt; the provider is not asked to wipe the tenant or stop billing"
         )
     registry_url = registry_url_for_app(inv.settings, target.app_id)
-    with open_session(inv.settings, registry_url=registry_url, insecure=insecure) as session:
+    derived = registry_is_derived(inv.settings)
+    with open_session(
+        inv.settings, registry_url=registry_url, insecure=insecure, derived=derived
+    ) as session:
         deps = Deps(
             registry=session.registry,
             provider=session.provider,
@@ -299,7 +306,11 @@ def _run_many(
 ) -> None:
     from omictl.workflow.batch import run_batch, worst_exit_code
     from omictl.workflow.decommission import Deps, Target
-    from omictl.workflow.session import open_session, registry_url_for_app
+    from omictl.workflow.session import (
+        open_session,
+        registry_is_derived,
+        registry_url_for_app,
+    )
 
     out = inv.out
     settings = inv.settings
@@ -312,7 +323,12 @@ def _run_many(
             with lock:
                 if url not in sessions:
                     sessions[url] = stack.enter_context(
-                        open_session(settings, registry_url=url, insecure=insecure)
+                        open_session(
+                            settings,
+                            registry_url=url,
+                            insecure=insecure,
+                            derived=registry_is_derived(settings),
+                        )
                     )
                 return sessions[url]
 

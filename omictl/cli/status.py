@@ -36,7 +36,11 @@ def status_command(
     """Show an app's service bindings (or one) as the registry sees them."""
     from omictl.cli.output import inert
     from omictl.core.appid import parse_app_id, validate_service_id
-    from omictl.workflow.session import open_session, registry_url_for_app
+    from omictl.workflow.session import (
+        open_session,
+        registry_is_derived,
+        registry_url_for_app,
+    )
 
     inv = get_invocation(ctx)
     parse_app_id(app_id)
@@ -50,7 +54,8 @@ def status_command(
         settings = settings.with_overrides(
             timeout=parse_setting("timeout", timeout, source="--timeout")
         )
-    with open_session(settings, registry_url=url, insecure=insecure) as session:
+    derived = registry_is_derived(settings)
+    with open_session(settings, registry_url=url, insecure=insecure, derived=derived) as session:
         if service_id is not None:
             bindings = [session.registry.get_binding(app_id, service_id)]
         else:

@@ -174,6 +174,9 @@ def verify_bundle(
             app_id=app_id,
             service_id=service_id,
             data_handling=asked if isinstance(asked, str) else None,
+            key_source="the bundle's service key",
+            bad_signature_hint="the bundle's receipt was altered, or signed by another key "
+            "than the bundle names; do not accept this bundle as evidence",
         )
         receipt_id = receipt.receipt_id
         checks.append("termination receipt signed by service key, status success")

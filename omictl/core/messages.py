@@ -47,6 +47,17 @@ class RequestError(OmictlError):
     code = "malformed_request"
 
 
+#: How much of a peer's value an error message quotes (messages end up in journals,
+#: JSON results and terminals; a peer must not be able to make them megabytes long).
+SHOWN_LIMIT = 80
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut to :data:`SHOWN_LIMIT` characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_LIMIT else text[: SHOWN_LIMIT - 3] + "..."
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -151,7 +162,7 @@ def verify_request(
     if data.get("context") != context:
         # a valid signature over another step's message: treat as not signed for this step
         raise VerificationError(
-            f"{what} has context {data.get('context')!r}, expected {context!r}",
+            f"{what} has context {_shown(data.get('context'))}, expected {context!r}",
             code="invalid_signature",
         )
     app_id = data.get("app_id")
@@ -198,7 +209,7 @@ def parse_registry_info(value: object) -> RegistryInfo:
     obj = _obj(value, what="registry info")
     version = _str(obj, "version", what="registry info")
     if version != "1.0":
-        raise ProtocolError(f"registry speaks version {version!r}, this omictl speaks '1.0'")
+        raise ProtocolError(f"registry speaks version {_shown(version)}, this omictl speaks '1.0'")
     return RegistryInfo(
         name=_str(obj, "name", what="registry info"),
         public_key=parse_hex(
@@ -222,7 +233,7 @@ def parse_app(value: object, *, app_id: str) -> App:
     obj = _obj(value, what="app")
     got = _str(obj, "app_id", what="app")
     if got != app_id:
-        raise VerificationError(f"registry answered for app {got!r}, asked for {app_id!r}")
+        raise VerificationError(f"registry answered for app {_shown(got)}, asked for {app_id!r}")
     return App(
         app_id=got,
         master_public_key=parse_hex(
@@ -273,7 +284,7 @@ def parse_binding(value: object, *, app_id: str, service_id: str | None = None) 
         )
     status = _str(obj, "status", what="binding")
     if status not in BINDING_STATUSES:
-        raise ProtocolError(f"binding.status must be ACTIVE or REVOKED, got {status!r}")
+        raise ProtocolError(f"binding.status must be ACTIVE or REVOKED, got {_shown(status)}")
     revoked_at = obj.get("revoked_at")
     if revoked_at is not None:
         revoked_at = _timestamp(revoked_at, field="binding.revoked_at", error=ProtocolError)
@@ -292,7 +303,7 @@ def parse_binding_list(value: object, *, app_id: str) -> list[Binding]:
     """Validate ``GET /v1/apps/{app_id}/services``. Raises :class:`ProtocolError`."""
     obj = _obj(value, what="service list")
     if obj.get("app_id") != app_id:
-        raise VerificationError(f"registry answered a service list for {obj.get('app_id')!r}")
+        raise VerificationError(f"registry answered a service list for {_shown(obj.get('app_id'))}")
     services = obj.get("services")
     if not isinstance(services, list):
         raise ProtocolError("service list.services must be a list")
@@ -323,6 +334,9 @@ def verify_receipt(
     service_id: str,
     data_handling: str | None = None,
     error_code: str = "invalid_receipt",
+    key_source: str = "the service key on file in the registry",
+    bad_signature_hint: str = "the receipt was not signed by the decommissioned service; "
+    "nothing was revoked",
 ) -> Receipt:
     """Accept a termination receipt only if it verifies under the service key from the
     registry binding, names the requested app and service, and says ``success``.
@@ -331,7 +345,9 @@ def verify_receipt(
     field is optional for providers, PROTOCOL.md section 4).
 
     Raises :class:`VerificationError` (code ``error_code``) otherwise, including for a
-    malformed receipt: a receipt we cannot read is a receipt we did not verify.
+    malformed receipt: a receipt we cannot read is a receipt we did not verify. A bad
+    signature's message names ``key_source`` and carries ``bad_signature_hint`` (the
+    defaults speak for a live decommission; an offline bundle check says its own).
     """
     try:
         envelope = parse_envelope(value, what="termination receipt")
@@ -341,20 +357,19 @@ def verify_receipt(
         verify_envelope(envelope, service_public_key, what="termination receipt")
     except VerificationError as exc:
         raise VerificationError(
-            exc.message + " (the service key on file in the registry)",
-            code=error_code,
-            hint="the receipt was not signed by the decommissioned service; nothing was revoked",
+            f"{exc.message} ({key_source})", code=error_code, hint=bad_signature_hint
         ) from exc
     data = envelope.data
     if data.get("app_id") != app_id or data.get("service_id") != service_id:
         raise VerificationError(
-            f"termination receipt is for {data.get('app_id')!r}/{data.get('service_id')!r}, "
+            f"termination receipt is for {_shown(data.get('app_id'))}/"
+            f"{_shown(data.get('service_id'))}, "
             f"not {app_id}/{service_id}",
             code=error_code,
         )
     if data.get("status") != "success":
         raise VerificationError(
-            f"termination receipt status is {data.get('status')!r}, not 'success'",
+            f"termination receipt status is {_shown(data.get('status'))}, not 'success'",
             code=error_code,
         )
     receipt_id = data.get("receipt_id")
@@ -371,7 +386,7 @@ def verify_receipt(
     if data_handling is not None and handling is not None and handling != data_handling:
         # the provider did something else than asked (kept data we asked it to wipe)
         raise VerificationError(
-            f"termination receipt says data_handling {handling!r}, but {data_handling!r} "
+            f"termination receipt says data_handling {_shown(handling)}, but {data_handling!r} "
             "was requested",
             code=error_code,
         )
@@ -431,13 +446,14 @@ def verify_revocation_record(
     data = envelope.data
     if data.get("app_id") != app_id or data.get("service_id") != service_id:
         raise VerificationError(
-            f"revocation record is for {data.get('app_id')!r}/{data.get('service_id')!r}, "
+            f"revocation record is for {_shown(data.get('app_id'))}/"
+            f"{_shown(data.get('service_id'))}, "
             f"not {app_id}/{service_id}",
             code="invalid_record",
         )
     if data.get("status") != "REVOKED":
         raise VerificationError(
-            f"revocation record status is {data.get('status')!r}", code="invalid_record"
+            f"revocation record status is {_shown(data.get('status'))}", code="invalid_record"
         )
     revoked_at = data.get("revoked_at")
     if not isinstance(revoked_at, int) or isinstance(revoked_at, bool):

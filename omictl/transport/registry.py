@@ -27,7 +27,7 @@ from omictl.core.messages import (
     parse_registry_info,
     verify_revocation_record,
 )
-from omictl.errors import RemoteRejected, UsageError, VerificationError
+from omictl.errors import RemoteRejected, RemoteUnavailable, UsageError, VerificationError
 from omictl.transport.http import RetryPolicy, check_url, request_json
 from omictl.transport.pins import PinChange, PinStore, repin_hint
 
@@ -80,9 +80,14 @@ class RegistryClient:
         policy: RetryPolicy,
         pins: PinStore | None,
         insecure: bool = False,
+        unreachable_hint: str | None = None,
     ) -> None:
-        """Raises :class:`UsageError` if ``base_url`` breaks PROTOCOL.md section 6."""
+        """Raises :class:`UsageError` if ``base_url`` breaks PROTOCOL.md section 6.
+
+        ``unreachable_hint`` replaces the hint of a registry that does not answer (the
+        session sets it when the URL was derived from the AppID, the likeliest cause)."""
         self.base_url = check_url(base_url, insecure=insecure, what="registry URL")
+        self._unreachable_hint = unreachable_hint
         self._client = client
         self._policy = policy
         self._pins = pins
@@ -98,9 +103,16 @@ class RegistryClient:
         self._locks_lock = threading.Lock()
 
     def _get(self, path: str, *, what: str) -> Any:
-        return request_json(
-            self._client, "GET", self.base_url + path, policy=self._policy, what=what
-        ).body
+        try:
+            return request_json(
+                self._client, "GET", self.base_url + path, policy=self._policy, what=what
+            ).body
+        except RemoteUnavailable as exc:
+            if self._unreachable_hint is None or exc.code == "rate_limited":
+                raise
+            raise RemoteUnavailable(
+                exc.message, hint=self._unreachable_hint, code=exc.code
+            ) from exc
 
     def info(self) -> RegistryInfo:
         """``GET /v1/registry``: name and signing key, *unverified* (this is how the key is

@@ -113,9 +113,10 @@ def run_batch(
 
     With more than one target, the last step of each decommission (re-read the binding
     and confirm it is REVOKED) is done for all of them at the end, with one listing of
-    each app's bindings instead of one lookup per service (:func:`recheck_revoked`);
-    ``on_result`` has then already been called, and a service the listing shows not
-    REVOKED turns FAILED (exit 5) in the returned results.
+    each app's bindings (binding by binding for an app with fewer than
+    :data:`LISTING_FROM` of them) instead of one lookup per service
+    (:func:`recheck_revoked`); ``on_result`` has then already been called, and a service
+    the re-read shows not REVOKED turns FAILED (exit 5) in the returned results.
     """
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
@@ -148,7 +149,12 @@ def run_batch(
         max_workers=min(concurrency, len(targets)) or 1, thread_name_prefix="omictl"
     ) as pool:
         results = list(pool.map(one, targets))
-        recheck_revoked(targets, results, deps_for, map_=pool.map)
+        try:
+            recheck_revoked(targets, results, deps_for, map_=pool.map)
+        except Exception as exc:  # a bug must not lose the results of a finished batch
+            for result in results:
+                if result.check_pending:
+                    _settle_quietly(result, _internal(exc))
     return results
 
 
@@ -161,12 +167,15 @@ def recheck_revoked(
 ) -> None:
     """Re-read, after the fact, the bindings whose results say the check is pending.
 
-    One ``GET /v1/apps/{app_id}/services`` per app (and registry) re-reads them all. A
-    service the listing leaves out, or a listing that cannot be used (refused, malformed,
-    over the size limit), falls back to one binding lookup per service (run through
-    ``map_``, the batch's pool). Outcomes mirror the one-service step: REVOKED is done; any
-    other status is a :class:`~omictl.errors.VerificationError` (the result turns FAILED,
-    exit 5); a registry that does not answer leaves a warning and the result as it is.
+    One ``GET /v1/apps/{app_id}/services`` per app (and registry) re-reads them all; an
+    app with fewer than :data:`LISTING_FROM` services to re-read is asked binding by
+    binding. A service the listing leaves out, or a listing that cannot be used (refused,
+    malformed, over the size limit), falls back to one binding lookup per service (run
+    through ``map_``, the batch's pool). Outcomes mirror the one-service step: REVOKED is
+    done; any other status is a :class:`~omictl.errors.VerificationError` (the result
+    turns FAILED, exit 5); another error of a lookup fails that service with its exit
+    code; a registry that does not answer leaves a warning and the result as it is. A bug
+    (any other exception) fails the services it hit with exit 1 (``internal_error``).
     """
     groups: dict[tuple[int, str], list[tuple[Deps, Result]]] = {}
     for target, result in zip(targets, results, strict=True):
@@ -179,7 +188,10 @@ def recheck_revoked(
         except Exception as exc:  # a bug must not lose the results of a finished batch
             for deps, result in members:
                 if result.check_pending:
-                    _judge(result, deps, _internal(exc))
+                    try:
+                        _judge(result, deps, _internal(exc))
+                    except Exception:  # the bug is in reporting: settle without events
+                        _settle_quietly(result, _internal(exc))
 
 
 #: Apps with fewer services than this to re-read are asked binding by binding: a listing
@@ -197,8 +209,8 @@ def _recheck_app(app_id: str, members: list[tuple[Deps, Result]], map_: Callable
             for deps, result in members:
                 _judge(result, deps, exc)
             return
-        except OmictlError:
-            pass  # no usable listing: ask binding by binding below
+        except Exception:
+            listed = {}  # no usable listing (refused, malformed, even a bug): ask one by one
     for deps, result in members:
         if result.service_id in listed:
             _judge(result, deps, listed[result.service_id], how="in the app's listing")
@@ -218,6 +230,14 @@ def _recheck_app(app_id: str, members: list[tuple[Deps, Result]], map_: Callable
     list(map_(lookup, [(d, r) for d, r in members if r.check_pending]))
 
 
+def _settle_quietly(result: Result, error: OmictlError) -> None:
+    """Fail a pending result without reporting events (when reporting itself failed)."""
+    result.check_pending = False
+    result.status = "FAILED"
+    result.exit_code = int(error.exit_code)
+    result.error = error.to_json()
+
+
 def _internal(exc: Exception) -> OmictlError:
     """A bug met while re-reading, as the error of the services it hit (exit 1)."""
     return OmictlError(  # the base class: exit 1, code internal_error
@@ -227,11 +247,14 @@ def _internal(exc: Exception) -> OmictlError:
 
 
 def _judge(result: Result, deps: Deps, seen: Binding | OmictlError, *, how: str = "") -> None:
-    """Settle one pending re-read with what the registry said (a binding or an error)."""
-    result.check_pending = False
+    """Settle one pending re-read with what the registry said (a binding or an error).
+
+    The result stays pending until the step is reported, so a failure to report it is
+    still caught (and settled) by the caller."""
     if isinstance(seen, RemoteUnavailable):
         message = f"could not re-read the binding: {seen.message}"
         record_step(result, deps.events, "check_revoked", "warning", message)
+        result.check_pending = False
         return
     if isinstance(seen, OmictlError):
         error: OmictlError | None = seen
@@ -239,13 +262,12 @@ def _judge(result: Result, deps: Deps, seen: Binding | OmictlError, *, how: str 
         error = still_listed(seen) if seen.status != "REVOKED" else None
     if error is not None:
         record_step(result, deps.events, "check_revoked", "failed", error.message)
-        result.status = "FAILED"
-        result.exit_code = int(error.exit_code)
-        result.error = error.to_json()
+        _settle_quietly(result, error)
         return
     suffix = f", re-read {how}" if how else ""
     message = f"binding is REVOKED (no longer discoverable{suffix})"
     record_step(result, deps.events, "check_revoked", "done", message)
+    result.check_pending = False
 
 
 def _result_from_error(target: Target, exc: OmictlError, partial: Any) -> Result:

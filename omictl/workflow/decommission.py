@@ -311,7 +311,7 @@ class _Run:
                 now=d.clock(),
             )
             self.journal.rejected_receipt = journaled_answer(answer, kept_at=path)
-            self.journal.rejection_reason = exc.message
+            self.journal.rejection_reason = exc.message[:2000]
             self.save("receipt_rejected", note=exc.message)
             self.emit("verify_receipt", "failed", exc.message, kept_at=str(path))
             raise VerificationError(
@@ -437,6 +437,9 @@ class _Run:
         except RemoteUnavailable as exc:
             self.emit("check_revoked", "warning", f"could not re-read the binding: {exc.message}")
             return
+        except OmictlError as exc:  # as a batch records it (workflow.batch._judge)
+            self.emit("check_revoked", "failed", exc.message)
+            raise
         if binding.status != "REVOKED":
             error = still_listed(binding)
             self.emit("check_revoked", "failed", error.message)
@@ -563,7 +566,8 @@ class _Run:
         record = self.unbind(registry_key)
         if self.record_revoked(record, registry_key):
             self.archive(app, binding, registry_key)
-        self.result.revocation_record = j.revocation_record  # kept even if the re-read fails
+        # kept even if the re-read fails; a record another request obtained (409) stays too
+        self.result.revocation_record = j.revocation_record or self.result.revocation_record
         self.check_revoked()
         self.result.status = "REVOKED"
         return self.result
@@ -584,7 +588,7 @@ class _Run:
                 self.result.receipt_id = j.receipt["data"].get("receipt_id")
             if archivable:
                 self.archive(app, binding, registry_key)
-            self.result.revocation_record = j.revocation_record
+            self.result.revocation_record = j.revocation_record or self.result.revocation_record
             self.check_revoked()
             return self.result
         if j.revocation_record is not None:

@@ -8,7 +8,7 @@ lines gives the journal. A write cut short by a crash or power loss can only lea
 unfinished end: bytes after the last newline, or a last line with NUL bytes (the new length
 persisted before the data). That is ignored on reading (the journal is then what it was
 before that write) and cut off before the next append, a copy kept as
-``<name>.torn-<offset>``. Damage anywhere else is refused, never guessed at.
+``<name>.torn-<offset>-<ns>``. Damage anywhere else is refused, never guessed at.
 
 Appending keeps the guarantee of the former whole-file rewrites (each record is on disk
 before the step it announces, and a reader sees the old or the new state, never a mix)
@@ -99,6 +99,29 @@ def _encode(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
+#: Stored in place of an unbind request's embedded receipt when it is the journal's own
+#: receipt (every try of an unbind embeds it: up to 1 MiB each), and put back on reading.
+RECEIPT_REF = {"journal_ref": "receipt"}
+#: Notes are messages; peers' words in them are already cut short, this is a last bound.
+MAX_NOTE_CHARS = 2000
+
+
+def _refers_to_receipt(item: Any) -> bool:
+    data = item.get("data") if isinstance(item, dict) else None
+    return isinstance(data, dict) and data.get("provider_receipt") == RECEIPT_REF
+
+
+def _stored(journal: Journal, name: str, value: Any) -> Any:
+    """What the log stores for a field: its value, except that an unbind request refers to
+    the journal's receipt instead of repeating it."""
+    if name != "unbind_request" or not isinstance(value, dict) or journal.receipt is None:
+        return value
+    data = value.get("data")
+    if not isinstance(data, dict) or data.get("provider_receipt") != journal.receipt:
+        return value
+    return {**value, "data": {**data, "provider_receipt": RECEIPT_REF}}
+
+
 def _copy(value: Any) -> Any:
     """A private copy of a field's value (objects are copied through JSON, exactly as the
     log would give them back)."""
@@ -177,7 +200,15 @@ def _apply(journal: Journal, values: Any, *, path: Path, legacy: bool = False) -
     hint = _hint(path)
     if not isinstance(values, dict):
         raise JournalError(f"{path}: a record's set must be an object", hint=hint)
-    for name, item in values.items():
+    for name in sorted(values, key=lambda n: n != "receipt"):  # the receipt first
+        item = values[name]
+        if name == "unbind_request" and _refers_to_receipt(item):
+            if journal.receipt is None:
+                raise JournalError(
+                    f"{path}: the unbind request refers to a receipt the journal does not hold",
+                    hint=hint,
+                )
+            item = {**item, "data": {**item["data"], "provider_receipt": journal.receipt}}
         if name in _OBJECT_FIELDS:
             ok = item is None or isinstance(item, dict)
             kind = "an object"
@@ -312,7 +343,8 @@ class JournalStore:
             raise JournalError(
                 f"{legacy} says its journal moved to {fresh_path(legacy)}, which is missing "
                 "or empty",
-                hint=_hint(fresh_path(legacy)),
+                hint=f"restore {fresh_path(legacy)}; remove {legacy} (a stub) only if you "
+                "know no DELETE was sent",
             )
         journal = Journal.from_json(document, path=legacy)
         if (journal.app_id, journal.service_id) != (app_id, service_id):
@@ -333,12 +365,14 @@ class JournalStore:
         fresh = journal.disk_end == 0
         written = journal.written
         # compare with what is on disk (C-level equality); encode only what changed
-        encoded = {
-            name: _encode(value)
+        changed = {
+            name: value
             for name, value in journal.fields().items()
             if fresh or name not in written or written[name] != value
         }
+        encoded = {name: _encode(_stored(journal, name, value)) for name, value in changed.items()}
         record = f'{{"at":{int(now)},'
+        note = note[:MAX_NOTE_CHARS]
         if note:
             record += f'"note":{_encode(note)},'
         record += f'"phase":"{phase}","set":{{'
@@ -363,16 +397,15 @@ class JournalStore:
             raise
         journal.phase = phase
         journal.history.append({"phase": phase, "at": int(now), **({"note": note} if note else {})})
-        for name, text in encoded.items():
-            item = getattr(journal, name)
-            written[name] = json.loads(text) if isinstance(item, dict) else item
+        for name, value in changed.items():
+            written[name] = _copy(value)
         journal.disk_end += len(data)
         journal.disk_size = journal.disk_end
         if fresh and journal.legacy_path is not None:
             # The log now holds everything the format-1 file held. Leave a stub that
             # format-1 readers (an older omictl) refuse, rather than no file at all, which
             # they would take for a service nobody started on.
-            with contextlib.suppress(OmictlError):
+            try:
                 atomic_write_json(
                     journal.legacy_path,
                     {
@@ -383,6 +416,9 @@ class JournalStore:
                         "moved_to": path.name,
                     },
                 )
+            except OmictlError:
+                with contextlib.suppress(OSError):  # no stub: at least no stale journal
+                    journal.legacy_path.unlink()
             journal.legacy_path = None
 
     def _append(self, path: Path, data: bytes, *, keep: int, size: int) -> None:
@@ -471,12 +507,14 @@ def fresh_path(legacy: Path) -> Path:
 
 
 def _keep_torn(path: Path, keep: int) -> None:
-    """Copy the bytes of ``path`` after ``keep`` to ``<name>.torn-<keep>`` (best effort)."""
+    """Copy the bytes of ``path`` after ``keep``, if any, to
+    ``<name>.torn-<keep>-<time in ns>`` (best effort: never raises)."""
     with contextlib.suppress(OSError, OmictlError):
         with path.open("rb") as handle:
             handle.seek(keep)
             torn = handle.read(MAX_JOURNAL_BYTES)
-        atomic_write_bytes(path.with_name(f"{path.name}.torn-{keep}"), torn)
+        if torn:
+            atomic_write_bytes(path.with_name(f"{path.name}.torn-{keep}-{time.time_ns()}"), torn)
 
 
 def check_ids_are_paths(app_id: str, service_id: str) -> None:

@@ -29,6 +29,11 @@ class Session:
     archive: Archive
 
 
+def registry_is_derived(settings: Settings) -> bool:
+    """Whether :func:`registry_url_for_app` derives the URL from the AppID."""
+    return not settings.registry
+
+
 def registry_url_for_app(settings: Settings, app_id: str) -> str:
     """The registry to talk to: ``--registry`` > ``OMICTL_REGISTRY`` > profile > derived
     from the AppID (PROTOCOL.md section 2)."""
@@ -43,8 +48,12 @@ def open_session(
     insecure: bool = False,
     timeout: float | None = None,
     pin: bool = True,
+    derived: bool = False,
 ) -> Iterator[Session]:
     """Open the HTTP client and the registry/provider clients; close them on exit.
+
+    ``derived`` says ``registry_url`` was derived from an AppID (no registry configured):
+    a registry that does not answer then gets a hint saying so.
 
     Raises :class:`~omictl.errors.UsageError` for a registry URL the transport rules refuse
     (plain http to a non-loopback host without ``insecure``).
@@ -66,6 +75,11 @@ def open_session(
                 policy=policy,
                 pins=PinStore(settings.paths.pins_file) if pin else None,
                 insecure=insecure,
+                unreachable_hint=f"{url} was derived from the AppID because no registry is "
+                "set; for another registry (e.g. omictl sandbox) set OMICTL_REGISTRY or pass "
+                "--registry"
+                if derived
+                else None,
             ),
             provider=ProviderClient(client=client, policy=policy, insecure=insecure),
             journals=JournalStore(settings.paths.state_dir),

@@ -88,6 +88,10 @@ def test_bundle_exports_and_verifies_offline(e2e: E2E, tmp_path: Path) -> None:
     bad = e2e.cli("receipts", "verify", str(bundle))
     assert bad.code == 5
     assert "omictl: error:" in bad.err
+    # offline, the key is the bundle's, and the wording of a live run would mislead
+    assert "(the bundle's service key)" in bad.err
+    assert "the bundle's receipt was altered" in bad.err
+    assert "registry" not in bad.err and "nothing was revoked" not in bad.err
 
 
 def test_wrong_master_key_sends_no_delete(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:

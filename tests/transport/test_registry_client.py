@@ -9,7 +9,14 @@ import httpx
 import pytest
 import respx
 
-from omictl.errors import ExitCode, ProtocolError, RemoteRejected, UsageError, VerificationError
+from omictl.errors import (
+    ExitCode,
+    ProtocolError,
+    RemoteRejected,
+    RemoteUnavailable,
+    UsageError,
+    VerificationError,
+)
 from omictl.transport.http import RetryPolicy
 from omictl.transport.pins import PinStore
 from omictl.transport.registry import AlreadyRevoked, RegistryClient, registry_status
@@ -375,3 +382,30 @@ def test_invalid_signature_rejection(mock: respx.MockRouter, registry: RegistryC
         ExitCode.REJECTED,
         1,
     )
+
+
+def test_unreachable_registry_gets_the_sessions_hint(
+    mock: respx.MockRouter, client: httpx.Client, policy: RetryPolicy
+) -> None:
+    """A registry URL derived from the AppID that does not answer: the hint says so."""
+    hint = "https://registry.example was derived from the AppID because no registry is set"
+    reg = RegistryClient(REGISTRY, client=client, policy=policy, pins=None, unreachable_hint=hint)
+    mock.get(f"{REGISTRY}/v1/apps/{APP_ID}").mock(
+        side_effect=httpx.ConnectError("Name or service not known")
+    )
+    with pytest.raises(RemoteUnavailable) as info:
+        reg.get_app(APP_ID)
+    assert info.value.hint == hint
+    assert "cannot get an answer" in info.value.message
+    assert info.value.exit_code == ExitCode.UNAVAILABLE
+
+
+def test_registry_without_session_hint_keeps_the_transport_hint(
+    mock: respx.MockRouter, registry: RegistryClient
+) -> None:
+    mock.get(f"{REGISTRY}/v1/apps/{APP_ID}").mock(
+        side_effect=httpx.ConnectError("Name or service not known")
+    )
+    with pytest.raises(RemoteUnavailable) as info:
+        registry.get_app(APP_ID)
+    assert info.value.hint is not None and "derived" not in info.value.hint

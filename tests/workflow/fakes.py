@@ -92,25 +92,36 @@ class FakeRegistry:
         if self.w.registry_mode == "down":
             raise RemoteUnavailable("registry unavailable (fake)")
         receipt = env.data.get("provider_receipt")
+        return self.revoke(service_id, receipt["data"]["receipt_id"] if receipt else None)
+
+    def revoke(
+        self,
+        service_id: str,
+        receipt_id: str | None,
+        propagation: list[dict[str, str]] | None = None,
+    ) -> RevocationRecord:
+        """Mark the binding REVOKED and sign its record (naming ``receipt_id``)."""
         self.w.status[service_id] = "REVOKED"
         record = sign_envelope(
             {
-                "app_id": app_id,
+                "app_id": APP_ID,
                 "service_id": service_id,
                 "status": "REVOKED",
                 "revoked_at": self.w.now,
                 "context": "revocation_record",
-                "receipt_id": receipt["data"]["receipt_id"] if receipt else None,
+                "receipt_id": receipt_id,
                 "propagation": [
                     {"target": "auth", "status": "delivered"},
                     {"target": "billing", "status": "delivered"},
-                ],
+                ]
+                if propagation is None
+                else propagation,
             },
             self.w.registry_signer,
         ).to_json()
         self.w.records[service_id] = record
         return verify_revocation_record(
-            record, registry_public_key=self.registry_key(), app_id=app_id, service_id=service_id
+            record, registry_public_key=self.registry_key(), app_id=APP_ID, service_id=service_id
         )
 
 

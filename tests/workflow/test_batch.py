@@ -113,7 +113,6 @@ class CountingRegistry(FakeRegistry):
         self.listing, self.stuck, self.lookup = listing, stuck, lookup
         self.lists: list[bool] = []
         self.lookups: list[str] = []
-        self.revoking = True  # lookups during the batch (resolve) behave normally
 
     def _seen(self, binding: Binding) -> Binding:
         if binding.service_id == self.stuck:  # signs the revocation, keeps it listed
@@ -237,15 +236,12 @@ def test_batch_reread_lookup_rejected_keeps_that_exit_code(tmp_path: Path, four:
     assert results[1].revocation_record is not None  # the signed record is still reported
 
 
-def test_batch_reread_bug_fails_the_services_not_the_batch(tmp_path: Path, four: FakeWorld) -> None:
-    """An unexpected exception while re-reading: exit 1 for those services, results kept."""
+def test_batch_reread_listing_bug_falls_back_to_lookups(tmp_path: Path, four: FakeWorld) -> None:
+    """An unexpected exception from the listing: each binding is looked up instead."""
     registry = CountingRegistry(four, listing="bug")
     results = run_four(tmp_path, registry, four)
-    assert [(r.status, r.exit_code) for r in results] == [("FAILED", 1)] * 4
-    assert results[0].error is not None
-    assert results[0].error["code"] == "internal_error"
-    assert "KeyError" in results[0].error["message"]
-    assert all(r.bundle for r in results)  # the revocations themselves are recorded
+    assert [(r.status, r.exit_code) for r in results] == [("REVOKED", 0)] * 4
+    assert sorted(registry.lookups) == list(SERVICES)
 
 
 def test_small_batches_reread_binding_by_binding(tmp_path: Path, four: FakeWorld) -> None:
@@ -261,3 +257,29 @@ def test_small_batches_reread_binding_by_binding(tmp_path: Path, four: FakeWorld
     assert [r.status for r in results] == ["REVOKED", "REVOKED"]
     assert registry.lists == []
     assert sorted(registry.lookups) == ["a-1", "b-2"]
+
+
+def test_a_bug_in_reporting_the_reread_still_returns_every_result(
+    tmp_path: Path, four: FakeWorld
+) -> None:
+    """Even an events callback that raises during the re-read loses no result."""
+    registry = CountingRegistry(four)
+
+    def events(event: Any) -> None:
+        if event.step == "check_revoked":
+            raise RuntimeError("a bug in the printer")
+
+    results = run_batch(
+        [Target(APP_ID, s) for s in SERVICES],
+        lambda t: make_deps(
+            four,
+            tmp_path,
+            registry=registry,
+            known_binding=four.binding(t.service_id),
+            events=events,
+        ),
+        concurrency=2,
+    )
+    assert [(r.status, r.exit_code) for r in results] == [("FAILED", 1)] * 4
+    assert all(r.error and r.error["code"] == "internal_error" for r in results)
+    assert all(r.revocation_record is not None for r in results)

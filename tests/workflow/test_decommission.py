@@ -300,3 +300,112 @@ def test_a_huge_rejected_answer_is_not_copied_into_the_journal(
     kept = Path(journal.rejected_receipt["kept_at"])
     assert json.loads(kept.read_text())["answer"] == {"junk": "x" * 200_000}
     assert JournalStore(tmp_path / "state").path_for(APP_ID, SERVICE).stat().st_size < 20_000
+
+
+def test_revoked_by_another_request_reports_that_record(world: FakeWorld, tmp_path: Path) -> None:
+    """A 409 already_revoked carrying someone else's record: exit 0, and that record shown."""
+    from omictl.errors import RemoteRejected
+    from omictl.transport.registry import AlreadyRevoked
+
+    class Raced(FakeRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            sign()
+            verified = self.revoke(service_id, "RCPT-SOMEONE-ELSE", propagation=[])
+            rejection = RemoteRejected("already revoked", status=409, problem_type="about:blank")
+            raise AlreadyRevoked(rejection, record=verified)
+
+    result = decommission(
+        Target(APP_ID, SERVICE),
+        make_deps(world, tmp_path, registry=Raced(world), known_binding=world.binding(SERVICE)),
+    )
+    assert (result.status, result.exit_code, result.already_revoked) == ("REVOKED", 0, True)
+    assert result.revocation_record == world.records[SERVICE]
+    assert result.bundle is None  # their record does not name our receipt
+
+
+def test_a_refused_reread_is_a_failed_step(world: FakeWorld, tmp_path: Path) -> None:
+    """The re-read refused (4xx): that exit code, and the step says so (as in a batch)."""
+    from omictl.errors import RemoteRejected
+
+    class Refusing(FakeRegistry):
+        def get_binding(self, app_id: str, service_id: str) -> Any:
+            raise RemoteRejected(
+                "binding lookup was rejected (HTTP 403)", status=403, problem_type=""
+            )
+
+    with pytest.raises(RemoteRejected) as info:
+        decommission(
+            Target(APP_ID, SERVICE),
+            make_deps(
+                world, tmp_path, registry=Refusing(world), known_binding=world.binding(SERVICE)
+            ),
+        )
+    result = info.value.details["result"]
+    assert result["exit_code"] == 4
+    assert result["steps"][-1] == {
+        "step": "check_revoked",
+        "status": "failed",
+        "message": "binding lookup was rejected (HTTP 403)",
+    }
+
+
+def test_reruns_with_a_large_receipt_keep_the_journal_small(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """A 900 KB receipt (valid, extra fields allowed) and a registry down for three runs:
+    the journal holds the receipt once, so it never nears its 8 MiB read limit."""
+
+    class Padded(FakeProvider):
+        def terminate(self, endpoint_url: str, *, sign: Any) -> Any:
+            answer = super().terminate(endpoint_url, sign=sign)
+            if "padding" not in answer["data"]:
+                from omictl.core.envelope import sign_envelope
+
+                data = {**answer["data"], "padding": "x" * 900_000}
+                answer = sign_envelope(data, self.w.services[SERVICE]).to_json()
+                self.w.receipts[SERVICE] = answer
+            return answer
+
+    world.registry_mode = "down"
+    for _ in range(3):
+        with pytest.raises(PartiallyDone):
+            decommission(
+                Target(APP_ID, SERVICE), make_deps(world, tmp_path, provider=Padded(world))
+            )
+    world.registry_mode = "ok"
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert result.status == "REVOKED"
+    log = JournalStore(tmp_path / "state").path_for(APP_ID, SERVICE)
+    assert log.stat().st_size < 1_000_000
+    assert len(world.deletes) == 1  # the held receipt was reused by every re-run
+    assert result.bundle is not None
+    bundle = Archive.load(Path(result.bundle))
+    assert bundle["unbind_request"]["data"]["provider_receipt"] == world.receipts[SERVICE]
+    verify_bundle(bundle)
+
+
+def test_a_provider_cannot_bloat_the_journal_through_the_error_message(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """A signed receipt whose status is 400 KB: the reason quotes 80 characters of it."""
+    from omictl.core.envelope import sign_envelope
+
+    class Loud(FakeProvider):
+        def terminate(self, endpoint_url: str, *, sign: Any) -> Any:
+            sign()
+            data = {
+                "app_id": APP_ID,
+                "service_id": SERVICE,
+                "status": "no" * 200_000,
+                "receipt_id": "RCPT-1",
+            }
+            return sign_envelope(data, self.w.services[SERVICE]).to_json()
+
+    for _ in range(3):
+        with pytest.raises(VerificationError) as info:
+            decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, provider=Loud(world)))
+        assert len(info.value.message) < 300
+    journal = JournalStore(tmp_path / "state").load(APP_ID, SERVICE)
+    assert journal.rejection_reason is not None and len(journal.rejection_reason) < 300
+    # the answer itself (400 KB) is archived whole, and only referred to by the journal
+    assert JournalStore(tmp_path / "state").path_for(APP_ID, SERVICE).stat().st_size < 50_000

@@ -122,8 +122,8 @@ def test_a_zero_filled_tail_counts_as_torn(store: JournalStore) -> None:
     assert path.read_bytes().startswith(clean)  # the zeros were cut off, not kept
     assert b"\x00" not in path.read_bytes()
     assert lines(store)[-1]["phase"] == "done"
-    kept = path.with_name(f"{path.name}.torn-{len(clean)}")  # a copy for investigation
-    assert kept.read_bytes() == b"\x00" * 300 + b"\n"
+    kept = list(path.parent.glob(f"{path.name}.torn-{len(clean)}-*"))  # kept for inspection
+    assert [p.read_bytes() for p in kept] == [b"\x00" * 300 + b"\n"]
 
 
 def test_a_complete_last_line_that_is_not_json_is_refused(store: JournalStore) -> None:
@@ -354,3 +354,58 @@ def test_a_field_changed_in_place_is_still_recorded(store: JournalStore) -> None
     assert loaded.revocation_record is not None
     assert loaded.revocation_record["data"]["note"] == "changed in place"
     assert sorted(lines(store)[-1]["set"]) == ["revocation_record"]
+
+
+def test_an_interrupt_between_writes_leaves_no_half_record(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after part of a record went out: cut back, and no torn copy next time."""
+    written = run_to_revoked(store)
+    path = store.path_for(APP, SVC)
+    before = path.read_bytes()
+    real_write = os.write
+
+    def part_then_interrupt(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data[:10]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(journal_mod.os, "write", part_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(written, phase="done", now=h.NOW + 9)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    store.save(written, phase="done", now=h.NOW + 10)
+    assert store.load(APP, SVC).phase == "done"
+    assert list(path.parent.glob("*.torn-*")) == []  # nothing was torn on disk
+
+
+def test_unbind_tries_do_not_repeat_the_receipt(store: JournalStore) -> None:
+    """Each try of an unbind embeds the receipt; the log refers to it instead."""
+    big = h.receipt()
+    big["data"] = {**big["data"], "padding": "x" * 200_000}  # journals do not verify
+    with store.locked(APP, SVC):
+        journal = store.load(APP, SVC)
+        journal.receipt = big
+        store.save(journal, phase="receipt_held", now=h.NOW)
+        for attempt in range(4):
+            request = h.unbind_request()
+            request["data"] = {**request["data"], "provider_receipt": big, "try": attempt}
+            journal.unbind_request = request
+            store.save(journal, phase="unbind_sent", now=h.NOW + attempt)
+    size = store.path_for(APP, SVC).stat().st_size
+    assert 200_000 < size < 215_000  # the receipt once, not five times
+    loaded = store.load(APP, SVC)
+    assert loaded.unbind_request == request  # the receipt is put back, exactly
+    assert loaded.unbind_request["data"]["provider_receipt"] == big
+    assert '"journal_ref":"receipt"' in store.path_for(APP, SVC).read_text()
+
+
+def test_a_receipt_reference_without_a_receipt_is_refused(store: JournalStore) -> None:
+    run_to_revoked(store)
+    path = store.path_for(APP, SVC)
+    header = path.read_bytes().splitlines()[0]
+    ref = {"unbind_request": {"data": {"provider_receipt": {"journal_ref": "receipt"}}}}
+    record = json.dumps({"at": 1, "phase": "unbind_sent", "set": ref}).encode()
+    path.write_bytes(header + b"\n" + record + b"\n")
+    with pytest.raises(JournalError, match="refers to a receipt the journal does not hold"):
+        store.load(APP, SVC)
