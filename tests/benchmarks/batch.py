@@ -10,7 +10,8 @@ For each concurrency level C, every measurement gets a **fresh** in-process sand
 services (same master key every time):
 
 * **omictl**: ``python -m omictl -o json decommission APP --all --yes --concurrency C`` as a
-  subprocess, the way CI runs it: a temporary ``OMICTL_HOME`` (under ``--tmpdir``),
+  subprocess, the way CI runs it: a fresh ``OMICTL_HOME`` per run (under ``--tmpdir``;
+  all removed when the benchmark ends, not between runs, see run_omictl),
   ``OMICTL_REGISTRY`` = the sandbox, ``OMICTL_KEY=env:VAR`` with the seed in hex. Its wall
   time is the whole process (startup, key, listing, every service, the JSON output); its
   peak RSS is that child's own ``ru_maxrss`` from ``os.wait4`` (``RUSAGE_CHILDREN`` would be
@@ -137,10 +138,11 @@ def run_omictl(
     from omictl.sandbox import start_sandbox
 
     master = Signer(seed)
-    with (
-        start_sandbox(master_public_key=master.public_key, services=services) as sandbox,
-        tempfile.TemporaryDirectory(prefix="omictl-bench-", dir=tmpdir) as home,
-    ):
+    # Each run gets a fresh home, removed only when the benchmark ends (see main): removing
+    # a run's 1,000 files right before the next run would slow that run's file creations on
+    # an ext4 without a journal, which scans recently freed inodes for about 30 s.
+    home = tempfile.mkdtemp(prefix="run-", dir=tmpdir)
+    with start_sandbox(master_public_key=master.public_key, services=services) as sandbox:
         env = _env(
             OMICTL_HOME=home,
             OMICTL_REGISTRY=sandbox.registry_url,
@@ -304,6 +306,7 @@ def main() -> int:
     without = ",".join(w.strip() for w in args.without.split(",") if w.strip())
     rows: list[tuple[int, Run, Run]] = []
     stripped: dict[int, Run] = {}
+    homes = tempfile.TemporaryDirectory(prefix="omictl-bench-", dir=args.tmpdir)
     try:
         for c in levels:
             mine: list[Run] = []
@@ -311,9 +314,9 @@ def main() -> int:
             bare: list[Run] = []
             for _ in range(args.repeat):  # interleaved, so drift in machine load hits all
                 base.append(run_baseline(seed, n, c))
-                mine.append(run_omictl(seed, n, c, args.tmpdir))
+                mine.append(run_omictl(seed, n, c, homes.name))
                 if without:
-                    bare.append(run_omictl(seed, n, c, args.tmpdir, without))
+                    bare.append(run_omictl(seed, n, c, homes.name, without))
             m, b = _median(mine), _median(base)
             rows.append((c, m, b))
             line = (
@@ -327,6 +330,8 @@ def main() -> int:
     except NotHonest as exc:
         print(f"benchmark invalid: {exc}", file=sys.stderr)
         return 2
+    finally:
+        homes.cleanup()
 
     print()
     print(
