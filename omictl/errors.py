@@ -11,6 +11,16 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
+#: How much of a peer's value an error message quotes (messages end up in journals,
+#: JSON results and terminals; a peer must not be able to make them megabytes long).
+SHOWN_LIMIT = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to :data:`SHOWN_LIMIT` characters: a peer's value in a message."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_LIMIT else text[: SHOWN_LIMIT - 3] + "..."
+
 
 def short_message(exc: BaseException, limit: int = 200) -> str:
     """``str(exc)`` (or its type name) cut to ``limit`` characters, for one-line errors."""

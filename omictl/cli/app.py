@@ -145,9 +145,10 @@ _registered: set[str] = set()
 _VALUE_OPTIONS = {"--profile", "--registry", "--home", "--output", "-o"}
 
 
-def _command_name(args: list[str]) -> str | None:
+def _command_index(args: list[str]) -> int | None:
+    """Where the sub-command's name is in ``args`` (after the global options), or None."""
     skip = False
-    for arg in args:
+    for index, arg in enumerate(args):
         if skip:
             skip = False
             continue
@@ -156,8 +157,13 @@ def _command_name(args: list[str]) -> str | None:
         if arg.startswith("-"):
             skip = arg in _VALUE_OPTIONS
             continue
-        return arg
+        return index
     return None
+
+
+def _command_name(args: list[str]) -> str | None:
+    index = _command_index(args)
+    return None if index is None else args[index]
 
 
 def _register(args: list[str] | None = None) -> None:
@@ -246,15 +252,19 @@ _GLOBAL_OPTIONS = (*_VALUE_OPTIONS, "--debug")
 
 def _misplaced_global(args: list[str]) -> str | None:
     """The first global option given after the sub-command's name (where Click does not
-    know it), or None. Sub-commands define none of these names."""
-    name = _command_name(args)
-    if name is None:
+    know it), or None. Sub-commands define none of these names; only exact spellings
+    count (``-o``, ``-ojson``, ``-otext``, ``--output[=...]``, ``--registry[=...]``, ...), so
+    an option value that merely starts with ``-o`` is not taken for one."""
+    index = _command_index(args)
+    if index is None:
         return None
-    after = args[args.index(name) + 1 :]
+    after = args[index + 1 :]
     for arg in after[: after.index("--")] if "--" in after else after:
-        option = arg.split("=", 1)[0]
-        if option in _GLOBAL_OPTIONS or (arg.startswith("-o") and not arg.startswith("--")):
-            return option if option in _GLOBAL_OPTIONS else "-o"
+        option = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        if option in _GLOBAL_OPTIONS:
+            return option
+        if arg in ("-ojson", "-otext"):
+            return "-o"
     return None
 
 

@@ -22,6 +22,7 @@ from omictl.errors import (
     UsageError,
     VerificationError,
     short_message,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def parse_envelope(obj: object, *, what: str = "envelope") -> Envelope:
         raise EnvelopeError(f"{what} has no version")
     if version != VERSION:
         raise EnvelopeError(
-            f"{what} has unsupported version {version!r} (this omictl speaks {VERSION!r})",
+            f"{what} has unsupported version {shown(version)} (this omictl speaks {VERSION!r})",
             code="unsupported_version",
         )
     data = obj.get("data")
@@ -230,7 +231,7 @@ def verify_envelope(
         ) from exc
     if context is not None and envelope.data.get("context") != context:
         raise VerificationError(
-            f"{what} has context {envelope.data.get('context')!r}, expected {context!r}",
+            f"{what} has context {shown(envelope.data.get('context'))}, expected {context!r}",
             code="wrong_context",
         )
     return envelope

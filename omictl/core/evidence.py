@@ -26,7 +26,7 @@ from omictl.core.messages import (
     verify_receipt,
     verify_revocation_record,
 )
-from omictl.errors import ProtocolError, VerificationError
+from omictl.errors import ProtocolError, VerificationError, shown
 
 BUNDLE_FORMAT = "omictl-evidence"
 BUNDLE_VERSION = 1
@@ -197,7 +197,8 @@ def verify_bundle(
     )
     if record.receipt_id != receipt_id:
         raise VerificationError(
-            f"revocation record names receipt {record.receipt_id!r}, bundle holds {receipt_id!r}"
+            f"revocation record names receipt {shown(record.receipt_id)}, "
+            f"bundle holds {shown(receipt_id)}"
         )
     checks.append("revocation record signed by registry key, status REVOKED")
     bundle_id = bundle.get("bundle_id")

@@ -20,7 +20,7 @@ from omictl.core.envelope import (
     parse_hex,
     verify_envelope,
 )
-from omictl.errors import OmictlError, ProtocolError, VerificationError
+from omictl.errors import OmictlError, ProtocolError, VerificationError, shown
 
 CONTEXT_TERMINATION = "permanent_termination"
 CONTEXT_UNBIND = "decommission"
@@ -45,17 +45,6 @@ class RequestError(OmictlError):
     code to answer with (``malformed_request``, ``stale_request``, ...)."""
 
     code = "malformed_request"
-
-
-#: How much of a peer's value an error message quotes (messages end up in journals,
-#: JSON results and terminals; a peer must not be able to make them megabytes long).
-SHOWN_LIMIT = 80
-
-
-def _shown(value: object) -> str:
-    """``repr(value)``, cut to :data:`SHOWN_LIMIT` characters."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_LIMIT else text[: SHOWN_LIMIT - 3] + "..."
 
 
 # --------------------------------------------------------------------------- requests
@@ -162,7 +151,7 @@ def verify_request(
     if data.get("context") != context:
         # a valid signature over another step's message: treat as not signed for this step
         raise VerificationError(
-            f"{what} has context {_shown(data.get('context'))}, expected {context!r}",
+            f"{what} has context {shown(data.get('context'))}, expected {context!r}",
             code="invalid_signature",
         )
     app_id = data.get("app_id")
@@ -209,7 +198,7 @@ def parse_registry_info(value: object) -> RegistryInfo:
     obj = _obj(value, what="registry info")
     version = _str(obj, "version", what="registry info")
     if version != "1.0":
-        raise ProtocolError(f"registry speaks version {_shown(version)}, this omictl speaks '1.0'")
+        raise ProtocolError(f"registry speaks version {shown(version)}, this omictl speaks '1.0'")
     return RegistryInfo(
         name=_str(obj, "name", what="registry info"),
         public_key=parse_hex(
@@ -233,7 +222,7 @@ def parse_app(value: object, *, app_id: str) -> App:
     obj = _obj(value, what="app")
     got = _str(obj, "app_id", what="app")
     if got != app_id:
-        raise VerificationError(f"registry answered for app {_shown(got)}, asked for {app_id!r}")
+        raise VerificationError(f"registry answered for app {shown(got)}, asked for {app_id!r}")
     return App(
         app_id=got,
         master_public_key=parse_hex(
@@ -284,7 +273,7 @@ def parse_binding(value: object, *, app_id: str, service_id: str | None = None) 
         )
     status = _str(obj, "status", what="binding")
     if status not in BINDING_STATUSES:
-        raise ProtocolError(f"binding.status must be ACTIVE or REVOKED, got {_shown(status)}")
+        raise ProtocolError(f"binding.status must be ACTIVE or REVOKED, got {shown(status)}")
     revoked_at = obj.get("revoked_at")
     if revoked_at is not None:
         revoked_at = _timestamp(revoked_at, field="binding.revoked_at", error=ProtocolError)
@@ -303,7 +292,7 @@ def parse_binding_list(value: object, *, app_id: str) -> list[Binding]:
     """Validate ``GET /v1/apps/{app_id}/services``. Raises :class:`ProtocolError`."""
     obj = _obj(value, what="service list")
     if obj.get("app_id") != app_id:
-        raise VerificationError(f"registry answered a service list for {_shown(obj.get('app_id'))}")
+        raise VerificationError(f"registry answered a service list for {shown(obj.get('app_id'))}")
     services = obj.get("services")
     if not isinstance(services, list):
         raise ProtocolError("service list.services must be a list")
@@ -362,14 +351,14 @@ def verify_receipt(
     data = envelope.data
     if data.get("app_id") != app_id or data.get("service_id") != service_id:
         raise VerificationError(
-            f"termination receipt is for {_shown(data.get('app_id'))}/"
-            f"{_shown(data.get('service_id'))}, "
+            f"termination receipt is for {shown(data.get('app_id'))}/"
+            f"{shown(data.get('service_id'))}, "
             f"not {app_id}/{service_id}",
             code=error_code,
         )
     if data.get("status") != "success":
         raise VerificationError(
-            f"termination receipt status is {_shown(data.get('status'))}, not 'success'",
+            f"termination receipt status is {shown(data.get('status'))}, not 'success'",
             code=error_code,
         )
     receipt_id = data.get("receipt_id")
@@ -386,7 +375,7 @@ def verify_receipt(
     if data_handling is not None and handling is not None and handling != data_handling:
         # the provider did something else than asked (kept data we asked it to wipe)
         raise VerificationError(
-            f"termination receipt says data_handling {_shown(handling)}, but {data_handling!r} "
+            f"termination receipt says data_handling {shown(handling)}, but {data_handling!r} "
             "was requested",
             code=error_code,
         )
@@ -446,14 +435,14 @@ def verify_revocation_record(
     data = envelope.data
     if data.get("app_id") != app_id or data.get("service_id") != service_id:
         raise VerificationError(
-            f"revocation record is for {_shown(data.get('app_id'))}/"
-            f"{_shown(data.get('service_id'))}, "
+            f"revocation record is for {shown(data.get('app_id'))}/"
+            f"{shown(data.get('service_id'))}, "
             f"not {app_id}/{service_id}",
             code="invalid_record",
         )
     if data.get("status") != "REVOKED":
         raise VerificationError(
-            f"revocation record status is {_shown(data.get('status'))}", code="invalid_record"
+            f"revocation record status is {shown(data.get('status'))}", code="invalid_record"
         )
     revoked_at = data.get("revoked_at")
     if not isinstance(revoked_at, int) or isinstance(revoked_at, bool):
@@ -461,9 +450,10 @@ def verify_revocation_record(
             "revocation record revoked_at is not an integer", code="invalid_record"
         )
     receipt_id = data.get("receipt_id")
-    if receipt_id is not None and not isinstance(receipt_id, str):
+    if receipt_id is not None and (not isinstance(receipt_id, str) or len(receipt_id) > 256):
         raise VerificationError(
-            "revocation record receipt_id is not a string", code="invalid_record"
+            "revocation record receipt_id is not a string of at most 256 characters",
+            code="invalid_record",
         )
     raw_prop = data.get("propagation", [])
     if not isinstance(raw_prop, list):

@@ -84,8 +84,8 @@ class RegistryClient:
     ) -> None:
         """Raises :class:`UsageError` if ``base_url`` breaks PROTOCOL.md section 6.
 
-        ``unreachable_hint`` replaces the hint of a registry that does not answer (the
-        session sets it when the URL was derived from the AppID, the likeliest cause)."""
+        ``unreachable_hint`` is added to the hint of a registry that does not answer (the
+        session sets it when the URL was derived from the AppID, a likely cause)."""
         self.base_url = check_url(base_url, insecure=insecure, what="registry URL")
         self._unreachable_hint = unreachable_hint
         self._client = client
@@ -110,8 +110,9 @@ class RegistryClient:
         except RemoteUnavailable as exc:
             if self._unreachable_hint is None or exc.code == "rate_limited":
                 raise
+            hint = f"{exc.hint}; {self._unreachable_hint}" if exc.hint else self._unreachable_hint
             raise RemoteUnavailable(
-                exc.message, hint=self._unreachable_hint, code=exc.code
+                exc.message, hint=hint, code=exc.code, details=exc.details
             ) from exc
 
     def info(self) -> RegistryInfo:

@@ -188,10 +188,7 @@ def recheck_revoked(
         except Exception as exc:  # a bug must not lose the results of a finished batch
             for deps, result in members:
                 if result.check_pending:
-                    try:
-                        _judge(result, deps, _internal(exc))
-                    except Exception:  # the bug is in reporting: settle without events
-                        _settle_quietly(result, _internal(exc))
+                    _judge_safely(result, deps, _internal(exc))
 
 
 #: Apps with fewer services than this to re-read are asked binding by binding: a listing
@@ -207,13 +204,13 @@ def _recheck_app(app_id: str, members: list[tuple[Deps, Result]], map_: Callable
             listed = {b.service_id: b for b in registry.list_services(app_id)}
         except RemoteUnavailable as exc:
             for deps, result in members:
-                _judge(result, deps, exc)
+                _judge_safely(result, deps, exc)
             return
         except Exception:
             listed = {}  # no usable listing (refused, malformed, even a bug): ask one by one
     for deps, result in members:
         if result.service_id in listed:
-            _judge(result, deps, listed[result.service_id], how="in the app's listing")
+            _judge_safely(result, deps, listed[result.service_id], how="in the app's listing")
 
     def lookup(member: tuple[Deps, Result]) -> None:
         deps, result = member
@@ -225,7 +222,7 @@ def _recheck_app(app_id: str, members: list[tuple[Deps, Result]], map_: Callable
             seen = exc
         except Exception as exc:  # a bug: this service fails alone
             seen = _internal(exc)
-        _judge(result, deps, seen)
+        _judge_safely(result, deps, seen)
 
     list(map_(lookup, [(d, r) for d, r in members if r.check_pending]))
 
@@ -246,6 +243,17 @@ def _internal(exc: Exception) -> OmictlError:
     )
 
 
+def _judge_safely(
+    result: Result, deps: Deps, seen: Binding | OmictlError, *, how: str = ""
+) -> None:
+    """:func:`_judge`, and a bug in it (or in reporting) fails this service alone."""
+    try:
+        _judge(result, deps, seen, how=how)
+    except Exception as exc:
+        if result.check_pending:
+            _settle_quietly(result, _internal(exc))
+
+
 def _judge(result: Result, deps: Deps, seen: Binding | OmictlError, *, how: str = "") -> None:
     """Settle one pending re-read with what the registry said (a binding or an error).
 
@@ -261,8 +269,8 @@ def _judge(result: Result, deps: Deps, seen: Binding | OmictlError, *, how: str 
     else:
         error = still_listed(seen) if seen.status != "REVOKED" else None
     if error is not None:
+        _settle_quietly(result, error)  # first: a failure to report it cannot change it
         record_step(result, deps.events, "check_revoked", "failed", error.message)
-        _settle_quietly(result, error)
         return
     suffix = f", re-read {how}" if how else ""
     message = f"binding is REVOKED (no longer discoverable{suffix})"

@@ -51,6 +51,7 @@ from omictl.errors import (
     RemoteUnavailable,
     UsageError,
     VerificationError,
+    shown,
 )
 from omictl.workflow.archive import Archive
 from omictl.workflow.journal import Journal, JournalStore, check_ids_are_paths
@@ -395,15 +396,15 @@ class _Run:
                 "verify_record",
                 "warning",
                 f"the binding was already revoked by another request (its record names "
-                f"receipt {record.receipt_id!r}); nothing more to do",
+                f"receipt {shown(record.receipt_id)}); nothing more to do",
             )
             self.save("done", note="revoked by another request")
             return False
         if record.receipt_id != sent:
             # the evidence bundle must verify offline (core.evidence checks this very link)
             raise VerificationError(
-                f"the registry's revocation record names receipt {record.receipt_id!r}, "
-                f"but the unbind request carried {sent!r}",
+                f"the registry's revocation record names receipt {shown(record.receipt_id)}, "
+                f"but the unbind request carried {shown(sent)}",
                 code="invalid_record",
                 hint="report this to the registry operator; the record was not accepted",
             )

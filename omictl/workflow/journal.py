@@ -404,8 +404,10 @@ class JournalStore:
         if fresh and journal.legacy_path is not None:
             # The log now holds everything the format-1 file held. Leave a stub that
             # format-1 readers (an older omictl) refuse, rather than no file at all, which
-            # they would take for a service nobody started on.
-            try:
+            # they would take for a service nobody started on. If the stub cannot be
+            # written, the format-1 file stays as it is: this omictl prefers the log, and
+            # an older one resumes from what the file holds (the receipt).
+            with contextlib.suppress(OmictlError):
                 atomic_write_json(
                     journal.legacy_path,
                     {
@@ -416,9 +418,6 @@ class JournalStore:
                         "moved_to": path.name,
                     },
                 )
-            except OmictlError:
-                with contextlib.suppress(OSError):  # no stub: at least no stale journal
-                    journal.legacy_path.unlink()
             journal.legacy_path = None
 
     def _append(self, path: Path, data: bytes, *, keep: int, size: int) -> None:

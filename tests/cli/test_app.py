@@ -45,6 +45,9 @@ def test_a_usage_error_with_json_asked_prints_one_error_document(
         (["--registry", "http://127.0.0.1:1", "status", "A"], None),
         (["keys", "sign", "k", "--", "-o"], None),
         (["status", "A", "--bogus"], None),
+        (["decommission", "--from", "-oplan.json"], None),  # a value, not the option
+        (["--profile", "status", "status", "A", "-o", "json"], "-o"),
+        (["-o", "json", "decommission", "A", "--output=json"], "--output"),
     ],
 )
 def test_misplaced_global_options_are_found(args: list[str], found: str | None) -> None:

@@ -139,12 +139,23 @@ class CountingRegistry(FakeRegistry):
         return self._seen(super().get_binding(app_id, service_id))
 
 
-def run_four(tmp_path: Path, registry: CountingRegistry, world: FakeWorld) -> list[Result]:
+def run_four(
+    tmp_path: Path,
+    registry: CountingRegistry,
+    world: FakeWorld,
+    services: tuple[str, ...] = SERVICES,
+    **deps: Any,
+) -> list[Result]:
+    """A batch over ``services`` at concurrency 2 (``deps`` go to every service's Deps)."""
     return run_batch(
-        [Target(APP_ID, s) for s in SERVICES],
+        [Target(APP_ID, s) for s in services],
         # as with --all: the bindings come from the first listing, no lookup to resolve them
         lambda t: make_deps(
-            world, tmp_path, registry=registry, known_binding=world.binding(t.service_id)
+            world,
+            tmp_path,
+            registry=registry,
+            known_binding=world.binding(t.service_id),
+            **deps,
         ),
         concurrency=2,
     )
@@ -247,13 +258,7 @@ def test_batch_reread_listing_bug_falls_back_to_lookups(tmp_path: Path, four: Fa
 def test_small_batches_reread_binding_by_binding(tmp_path: Path, four: FakeWorld) -> None:
     """Two services of an app: two lookups, no listing of the whole app."""
     registry = CountingRegistry(four)
-    results = run_batch(
-        [Target(APP_ID, s) for s in ("a-1", "b-2")],
-        lambda t: make_deps(
-            four, tmp_path, registry=registry, known_binding=four.binding(t.service_id)
-        ),
-        concurrency=2,
-    )
+    results = run_four(tmp_path, registry, four, ("a-1", "b-2"))
     assert [r.status for r in results] == ["REVOKED", "REVOKED"]
     assert registry.lists == []
     assert sorted(registry.lookups) == ["a-1", "b-2"]
@@ -269,17 +274,39 @@ def test_a_bug_in_reporting_the_reread_still_returns_every_result(
         if event.step == "check_revoked":
             raise RuntimeError("a bug in the printer")
 
-    results = run_batch(
-        [Target(APP_ID, s) for s in SERVICES],
-        lambda t: make_deps(
-            four,
-            tmp_path,
-            registry=registry,
-            known_binding=four.binding(t.service_id),
-            events=events,
-        ),
-        concurrency=2,
-    )
+    results = run_four(tmp_path, registry, four, events=events)
     assert [(r.status, r.exit_code) for r in results] == [("FAILED", 1)] * 4
     assert all(r.error and r.error["code"] == "internal_error" for r in results)
     assert all(r.revocation_record is not None for r in results)
+
+
+def test_a_reporting_bug_for_one_lookup_fails_that_service_alone(
+    tmp_path: Path, four: FakeWorld
+) -> None:
+    """Binding-by-binding re-reads on a pool: a bug while reporting one service's step
+    fails that service (exit 1) and leaves the other one REVOKED."""
+    registry = CountingRegistry(four)
+
+    def events(event: Any) -> None:
+        if event.step == "check_revoked" and event.service_id == "a-1":
+            raise RuntimeError("a bug in the printer")
+
+    results = run_four(tmp_path, registry, four, ("a-1", "b-2"), events=events)
+    assert [(r.service_id, r.status, r.exit_code) for r in results] == [
+        ("a-1", "FAILED", 1),
+        ("b-2", "REVOKED", 0),
+    ]
+    assert results[1].error is None
+    assert [s["status"] for s in results[1].steps if s["step"] == "check_revoked"] == ["done"]
+
+
+def test_a_reporting_bug_does_not_turn_exit_5_into_exit_1(tmp_path: Path, four: FakeWorld) -> None:
+    """A binding still listed ACTIVE is exit 5 even when reporting that step fails."""
+    registry = CountingRegistry(four, stuck="c-3")
+
+    def events(event: Any) -> None:
+        if event.step == "check_revoked" and event.status == "failed":
+            raise RuntimeError("a bug in the printer")
+
+    results = run_four(tmp_path, registry, four, events=events)
+    assert [r.exit_code for r in results] == [0, 0, 5, 0]

@@ -409,3 +409,33 @@ def test_a_provider_cannot_bloat_the_journal_through_the_error_message(
     assert journal.rejection_reason is not None and len(journal.rejection_reason) < 300
     # the answer itself (400 KB) is archived whole, and only referred to by the journal
     assert JournalStore(tmp_path / "state").path_for(APP_ID, SERVICE).stat().st_size < 50_000
+
+
+def test_peer_values_in_errors_are_cut_short() -> None:
+    """An envelope's unsigned version, or a record's receipt id, cannot make a message huge."""
+    from omictl.core.envelope import EnvelopeError, parse_envelope
+    from omictl.core.messages import verify_revocation_record
+
+    with pytest.raises(EnvelopeError) as info:
+        parse_envelope({"version": "v" * 100_000, "data": {}, "signature": "00" * 64})
+    assert len(info.value.message) < 200
+
+    registry = Signer(bytes(range(32)))
+    from omictl.core.envelope import sign_envelope
+
+    record = sign_envelope(
+        {
+            "app_id": APP_ID,
+            "service_id": SERVICE,
+            "status": "REVOKED",
+            "revoked_at": 1,
+            "context": "revocation_record",
+            "receipt_id": "R" * 300,
+            "propagation": [],
+        },
+        registry,
+    ).to_json()
+    with pytest.raises(VerificationError, match="at most 256 characters"):
+        verify_revocation_record(
+            record, registry_public_key=registry.public_key, app_id=APP_ID, service_id=SERVICE
+        )

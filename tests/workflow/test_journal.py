@@ -409,3 +409,24 @@ def test_a_receipt_reference_without_a_receipt_is_refused(store: JournalStore) -
     path.write_bytes(header + b"\n" + record + b"\n")
     with pytest.raises(JournalError, match="refers to a receipt the journal does not hold"):
         store.load(APP, SVC)
+
+
+def test_a_failed_stub_write_keeps_the_format_1_file(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No stub (disk full): the format-1 file stays as it was, never removed."""
+    from omictl.errors import OmictlError
+
+    legacy = store.legacy_path_for(APP, SVC)
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps(h.journal()))
+    original = legacy.read_bytes()
+
+    def full(*_args: Any, **_kwargs: Any) -> None:
+        raise OmictlError("cannot write: No space left on device")
+
+    monkeypatch.setattr(journal_mod, "atomic_write_json", full)
+    journal = store.load(APP, SVC)
+    store.save(journal, phase="unbind_sent", now=h.NOW + 5)
+    assert legacy.read_bytes() == original
+    assert store.load(APP, SVC).phase == "unbind_sent"  # the log rules from now on
