@@ -22,6 +22,20 @@ def shown(value: object) -> str:
     return text if len(text) <= SHOWN_LIMIT else text[: SHOWN_LIMIT - 3] + "..."
 
 
+def inert(text: str) -> str:
+    """``text`` made inert for a terminal: control and format characters (ANSI escapes,
+    OSC hyperlinks, bidi overrides, newlines) shown as ``\\uXXXX``.
+
+    Servers' words (service types, endpoints, receipt ids, purge targets, problem details)
+    reach the user's terminal through step messages, errors and listings; nothing a peer
+    sends may move the cursor, recolour, hide or forge a line (STYLE.md 6). Rich markup is
+    escaped separately (``rich.markup.escape``) where text goes through Rich.
+    """
+    if text.isprintable():  # the common case, without a Python loop over the characters
+        return text
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def short_message(exc: BaseException, limit: int = 200) -> str:
     """``str(exc)`` (or its type name) cut to ``limit`` characters, for one-line errors."""
     text = str(exc) or type(exc).__name__

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from omictl.cli.output import Output, inert
+from omictl.cli.output import Output
+from omictl.errors import inert
 
 if TYPE_CHECKING:
     from omictl.workflow.decommission import Plan, Result, StepEvent

@@ -34,8 +34,8 @@ def status_command(
     ] = None,
 ) -> None:
     """Show an app's service bindings (or one) as the registry sees them."""
-    from omictl.cli.output import inert
     from omictl.core.appid import parse_app_id, validate_service_id
+    from omictl.errors import inert
     from omictl.workflow.session import (
         open_session,
         registry_is_derived,

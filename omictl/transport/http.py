@@ -42,6 +42,7 @@ from omictl.errors import (
     RemoteRejected,
     RemoteUnavailable,
     UsageError,
+    inert,
 )
 from omictl.transport.urls import check_url, host_of, is_loopback_host
 
@@ -300,7 +301,7 @@ class _DeadlineExceeded(Exception):
 def printable(text: str, limit: int = _TEXT_LIMIT) -> str:
     """Server text made safe for a terminal: control and format characters (ANSI escapes,
     bidi overrides, newlines) shown as ``\\uXXXX``, and cut to ``limit`` characters."""
-    out = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+    out = inert(text)
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 

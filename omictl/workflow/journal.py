@@ -330,21 +330,19 @@ class JournalStore:
         if journal.disk_end == 0:
             legacy = self.legacy_path_for(app_id, service_id)
             if legacy.exists():
-                return self._load_legacy(legacy, journal, app_id=app_id, service_id=service_id)
+                return self._load_legacy(legacy, journal, log=path)
         return journal
 
-    def _load_legacy(
-        self, legacy: Path, fresh: Journal, *, app_id: str, service_id: str
-    ) -> Journal:
+    def _load_legacy(self, legacy: Path, fresh: Journal, *, log: Path) -> Journal:
+        """The format-1 journal at ``legacy``, for a service whose ``log`` is empty."""
+        app_id, service_id = fresh.app_id, fresh.service_id
         raw = read_capped(legacy, limit=MAX_JOURNAL_BYTES, error=JournalError)
         document = parse_json(raw, what=str(legacy), error=JournalError)
         if isinstance(document, dict) and "moved_to" in document:
             # the stub a migration leaves: the log it points to should hold everything
             raise JournalError(
-                f"{legacy} says its journal moved to {fresh_path(legacy)}, which is missing "
-                "or empty",
-                hint=f"restore {fresh_path(legacy)}; remove {legacy} (a stub) only if you "
-                "know no DELETE was sent",
+                f"{legacy} says its journal moved to {log}, which is missing or empty",
+                hint=f"restore {log}; remove {legacy} (a stub) only if you know no DELETE was sent",
             )
         journal = Journal.from_json(document, path=legacy)
         if (journal.app_id, journal.service_id) != (app_id, service_id):
@@ -498,11 +496,6 @@ class JournalStore:
                     self._held.pop(path, None)
         finally:
             os.close(fd)  # closing the descriptor releases the flock
-
-
-def fresh_path(legacy: Path) -> Path:
-    """The log that replaced a format-1 journal file."""
-    return legacy.with_name(legacy.name[: -len(LEGACY_SUFFIX)] + JOURNAL_SUFFIX)
 
 
 def _keep_torn(path: Path, keep: int) -> None:

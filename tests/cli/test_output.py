@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from omictl.cli.output import inert, write_json
+from omictl.cli.output import write_json
+from omictl.errors import inert
 
 DOC = {"results": [{"service_id": "cms-1", "status": "REVOKED", "note": "é"}], "exit_code": 0}
 
