@@ -32,10 +32,10 @@ class StepPrinter:
         self._lock = threading.Lock()
 
     def __call__(self, event: StepEvent) -> None:
-        from rich.markup import escape
-
         if self.quiet and event.status not in ("failed", "warning"):
             return
+        from rich.markup import escape
+
         head = f"[bold]{escape(inert(event.service_id))}[/bold] " if self.prefix else ""
         message = escape(inert(event.message))  # server text inside: make it inert
         with self._lock:

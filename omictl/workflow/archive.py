@@ -56,7 +56,7 @@ class Archive:
             / _safe(app_id)
             / f"{_safe(service_id, 60)}--{_safe(bundle_id, 60)}--{digest}.json"
         )
-        atomic_write_json(path, bundle, error=ArchiveError)
+        atomic_write_json(path, bundle, error=ArchiveError, members=True)
         return path
 
     def save_rejected(

@@ -6,6 +6,7 @@ of the results (:func:`worst_exit_code`).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -145,16 +146,24 @@ def run_batch(
             on_result(result)
         return result
 
-    with ThreadPoolExecutor(
-        max_workers=min(concurrency, len(targets)) or 1, thread_name_prefix="omictl"
-    ) as pool:
-        results = list(pool.map(one, targets))
-        try:
-            recheck_revoked(targets, results, deps_for, map_=pool.map)
-        except Exception as exc:  # a bug must not lose the results of a finished batch
-            for result in results:
-                if result.check_pending:
-                    _settle_quietly(result, _internal(exc))
+    if defer:
+        # What is allocated so far (modules, the listing) outlives the batch: keep the
+        # collector from re-scanning it at each full collection the batch triggers.
+        gc.freeze()
+    try:
+        with ThreadPoolExecutor(
+            max_workers=min(concurrency, len(targets)) or 1, thread_name_prefix="omictl"
+        ) as pool:
+            results = list(pool.map(one, targets))
+            try:
+                recheck_revoked(targets, results, deps_for, map_=pool.map)
+            except Exception as exc:  # a bug must not lose the results of a finished batch
+                for result in results:
+                    if result.check_pending:
+                        _settle_quietly(result, _internal(exc))
+    finally:
+        if defer:
+            gc.unfreeze()  # a long-lived caller (tests, a library user) collects as before
     return results
 
 

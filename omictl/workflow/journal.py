@@ -311,10 +311,16 @@ class JournalStore:
         self.state_dir = state_dir
         self._held: dict[Path, int] = {}  # log path -> descriptor holding its flock
         self._held_lock = threading.Lock()
+        self._paths: dict[tuple[str, str], Path] = {}  # every save asks: build it once
 
     def path_for(self, app_id: str, service_id: str) -> Path:
         """The journal (log) of one service (ids are validated before they get here)."""
-        return self.state_dir / app_id / f"{service_id}{JOURNAL_SUFFIX}"
+        path = self._paths.get((app_id, service_id))
+        if path is None:
+            path = self._paths[app_id, service_id] = (
+                self.state_dir / app_id / f"{service_id}{JOURNAL_SUFFIX}"
+            )
+        return path
 
     def legacy_path_for(self, app_id: str, service_id: str) -> Path:
         """Where omictl before the log kept the journal (format version 1)."""

@@ -9,6 +9,10 @@ by comparing with a normal run. ``OMICTL_BENCH_WITHOUT`` names what to switch of
 * ``bundle``: the evidence bundle is built but not written.
 
 A run like this is not crash-safe and leaves no evidence: never use it for real work.
+
+``OMICTL_BENCH_PHASES=FILE`` (used by ``phases.py``) also writes to FILE, as JSON, the
+``time.time()`` at which this process started running Python code, at which the batch
+started and ended, and at which the process reached its exit (its last ``atexit``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,34 @@ def switch_off(what: set[str]) -> None:
         Archive.save_bundle = save_bundle  # type: ignore[method-assign]
 
 
+def record_phases(path: str) -> None:
+    """Write when the batch started and ended, and when the process exits, to ``path``."""
+    import atexit
+    import json
+    import time
+
+    marks = {"start": time.time()}
+    from omictl.workflow import batch
+
+    run_batch = batch.run_batch
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        marks["batch_start"] = time.time()
+        try:
+            return run_batch(*args, **kwargs)
+        finally:
+            marks["batch_end"] = time.time()
+
+    batch.run_batch = timed  # type: ignore[assignment]
+
+    def write() -> None:
+        marks["exit"] = time.time()
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(marks, handle)
+
+    atexit.register(write)
+
+
 def main() -> int:
     what = {w for w in os.environ.get("OMICTL_BENCH_WITHOUT", "").split(",") if w}
     unknown = what - {"journal", "bundle"}
@@ -52,6 +84,8 @@ def main() -> int:
         print(f"without.py: unknown {sorted(unknown)}", file=sys.stderr)
         return 2
     switch_off(what)
+    if os.environ.get("OMICTL_BENCH_PHASES"):
+        record_phases(os.environ["OMICTL_BENCH_PHASES"])
     from omictl.cli import main as omictl_main
 
     sys.argv[0] = "omictl"

@@ -49,3 +49,21 @@ def test_ambiguous_receipt_id_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         archive.find("RCPT-0001")
     assert "2 bundles" in info.value.message
+
+
+def test_bundle_file_has_one_top_level_member_per_line(tmp_path: Path) -> None:
+    """Bundles are written by the C JSON encoder (fast), yet stay readable: one member per
+    line, keys sorted, each value on its line; the file parses back to the bundle."""
+    import json
+
+    value = bundle("svc-1", "RCPT-0001")
+    value["termination_receipt"] = {"data": {"receipt_id": "RCPT-0001", "note": "é"}, "sig": "ab"}
+    path = Archive(tmp_path).save_bundle(value)
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}" and text.endswith("}\n")
+    keys = [json.loads("{" + line.rstrip(",") + "}") for line in lines[1:-1]]
+    assert [next(iter(k)) for k in keys] == sorted(value)
+    receipt = '{"data":{"note":"é","receipt_id":"RCPT-0001"},"sig":"ab"}'
+    assert f'  "termination_receipt": {receipt}' in lines
+    assert json.loads(text) == value

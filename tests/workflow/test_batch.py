@@ -310,3 +310,54 @@ def test_a_reporting_bug_does_not_turn_exit_5_into_exit_1(tmp_path: Path, four: 
 
     results = run_four(tmp_path, registry, four, events=events)
     assert [r.exit_code for r in results] == [0, 0, 5, 0]
+
+
+def test_batch_freezes_the_collector_only_while_it_runs(
+    tmp_path: Path, four: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch freezes what exists before it (a cheaper full collection) and unfreezes
+    when it ends, so a long-lived caller (this test run) collects as before."""
+    import gc
+
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    results = run_four(tmp_path, CountingRegistry(four), four)
+    assert [r.status for r in results] == ["REVOKED"] * 4
+    assert calls == ["freeze", "unfreeze"]
+
+
+def test_batch_unfreezes_the_collector_after_an_error(
+    tmp_path: Path, four: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+
+    def broken(target: Target) -> Any:
+        raise KeyboardInterrupt  # not an OmictlError: run_batch lets it out
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([Target(APP_ID, sid) for sid in SERVICES], broken, concurrency=2)
+    assert calls == ["freeze", "unfreeze"]
+
+
+def test_one_target_does_not_touch_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    world = FakeWorld()
+    world.add_service("svc-a")
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    results = run_batch(
+        [Target(APP_ID, "svc-a")],
+        lambda t: make_deps(world, tmp_path),
+        concurrency=2,
+    )
+    assert [r.status for r in results] == ["REVOKED"]
+    assert calls == []
