@@ -8,6 +8,7 @@ exceptions with ``raise ... from exc``); the CLI catches them in exactly one pla
 
 from __future__ import annotations
 
+import json
 from enum import IntEnum
 from typing import Any
 
@@ -34,6 +35,27 @@ def inert(text: str) -> str:
     if text.isprintable():  # the common case, without a Python loop over the characters
         return text
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
+def utf8_encodable(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (no lone surrogate such as ``"\\ud800"``, which
+    JSON allows as an escape and a peer may send)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_text(value: Any, **dumps: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, **dumps)``: non-ASCII text kept readable,
+    unless it holds a lone surrogate, which UTF-8 cannot carry; then ASCII-escaped
+    (``ensure_ascii=True``), the same JSON value either way. For anything written to a file
+    or a stream, so a peer's string can never turn a write into an internal error."""
+    text = json.dumps(value, ensure_ascii=False, **dumps)
+    return text if utf8_encodable(text) else json.dumps(value, ensure_ascii=True, **dumps)
 
 
 def short_message(exc: BaseException, limit: int = 200) -> str:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,12 +23,21 @@ JSON = st.recursive(
 def test_members_layout_round_trips_one_member_per_line(value: dict[str, Any]) -> None:
     text = json_members(value)
     assert json.loads(text) == value
-    lines = text.split("\n")
-    assert len(lines) == (len(value) + 2 if value else 1)  # newlines in values are escaped
+    lines = text.split("\n")  # JSON escapes "\n" inside strings, so only members break lines
+    assert len(lines) == (len(value) + 2 if value else 1)
 
 
 def test_members_layout_of_an_empty_object() -> None:
     assert json_members({}) == "{}"
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [({1: "a"}, TypeError), ({"a": float("nan")}, ValueError), ({"a": [float("inf")]}, ValueError)],
+)
+def test_members_layout_refuses_what_strict_json_refuses(value: Any, error: type) -> None:
+    with pytest.raises(error):
+        json_members(value)
 
 
 def test_atomic_write_json_layouts(tmp_path: Path) -> None:
@@ -37,7 +47,20 @@ def test_atomic_write_json_layouts(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "m.json", value, members=True)
     atomic_write_json(tmp_path / "l.json", [1, 2], members=True)  # not an object: one line
     read = {n: (tmp_path / f"{n}.json").read_text(encoding="utf-8") for n in ("i", "c", "m", "l")}
-    assert read["i"] == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    assert read["i"] == '{\n  "a": "é",\n  "b": {\n    "y": [\n      1,\n      2\n    ]\n  }\n}\n'
     assert read["c"] == '{"a":"é","b":{"y":[1,2]}}\n'
     assert read["m"] == '{\n  "a": "é",\n  "b": {"y":[1,2]}\n}\n'
     assert read["l"] == "[1,2]\n"
+    assert (tmp_path / "i.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("layout", [{}, {"compact": True}, {"members": True}])
+def test_a_lone_surrogate_is_written_escaped(tmp_path: Path, layout: dict[str, bool]) -> None:
+    """ "\\ud800" is valid JSON a peer may send but not UTF-8: the file is written escaped
+    (ASCII) instead of failing, and parses back to the same value."""
+    value = {"answer": {"message": "purged \ud800 é"}}
+    path = tmp_path / "x.json"
+    atomic_write_json(path, value, **layout)
+    raw = path.read_bytes()
+    assert raw.isascii() and b"\\ud800" in raw
+    assert json.loads(raw) == value

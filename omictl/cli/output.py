@@ -6,12 +6,11 @@ prompts, warnings) goes to stderr. Text from servers is printed with Rich markup
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from omictl.errors import OmictlError, inert
+from omictl.errors import OmictlError, inert, json_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -108,9 +107,9 @@ def write_json(payload: Any, stream: TextIO) -> None:
     compact form runs Python's C encoder)."""
     global _emitted
     if _is_terminal(stream):
-        text = json.dumps(payload, indent=2, ensure_ascii=False)
+        text = json_text(payload, indent=2)
     else:
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        text = json_text(payload, separators=(",", ":"))
     stream.write(text + "\n")
     stream.flush()
     if stream is sys.stdout:

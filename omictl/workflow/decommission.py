@@ -20,7 +20,6 @@ verified receipt is held.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from omictl.errors import (
     RemoteUnavailable,
     UsageError,
     VerificationError,
+    json_text,
     shown,
 )
 from omictl.workflow.archive import Archive
@@ -670,7 +670,7 @@ MAX_JOURNALED_ANSWER = 64 * 1024
 def journaled_answer(answer: Any, *, kept_at: Path) -> dict[str, Any]:
     """What the journal keeps of a provider answer that failed verification."""
     kept = answer if isinstance(answer, dict) else {"raw": answer}
-    size = len(json.dumps(kept, ensure_ascii=False).encode("utf-8"))
+    size = len(json_text(kept).encode("utf-8"))  # json_text: a lone surrogate is escaped
     if size <= MAX_JOURNALED_ANSWER:
         return kept
     return {"omitted": f"{size} bytes, over {MAX_JOURNALED_ANSWER}", "kept_at": str(kept_at)}

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from omictl.core.envelope import parse_json
-from omictl.errors import ExitCode, OmictlError, UsageError
+from omictl.errors import ExitCode, OmictlError, UsageError, json_text
 from omictl.fsutil import (
     PRIVATE_FILE_MODE,
     atomic_write_bytes,
@@ -96,7 +96,8 @@ class InProgress(OmictlError):
 
 
 def _encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    # lone surrogates (valid JSON from a peer, no UTF-8) come out ASCII-escaped
+    return json_text(value, separators=(",", ":"), sort_keys=True)
 
 
 #: Stored in place of an unbind request's embedded receipt when it is the journal's own
@@ -311,7 +312,9 @@ class JournalStore:
         self.state_dir = state_dir
         self._held: dict[Path, int] = {}  # log path -> descriptor holding its flock
         self._held_lock = threading.Lock()
-        self._paths: dict[tuple[str, str], Path] = {}  # every save asks: build it once
+        # every save asks for the log's path: build each once (one entry per service this
+        # store touches; a race only builds the same path twice)
+        self._paths: dict[tuple[str, str], Path] = {}
 
     def path_for(self, app_id: str, service_id: str) -> Path:
         """The journal (log) of one service (ids are validated before they get here)."""

@@ -6,18 +6,20 @@ Not a test (pytest ignores ``tests/benchmarks``). Run it by hand:
     python tests/benchmarks/phases.py --services 50 --repeat 1
 
 Each run decommissions N services of a fresh in-process sandbox with
-``omictl -o json decommission APP --all --yes --concurrency C``, exactly as ``batch.py``
-does, but through ``without.py`` with nothing switched off and ``OMICTL_BENCH_PHASES`` set,
-so the child records when the batch (``run_batch``) started and ended. Printed per run:
+``omictl -o json decommission APP --all --yes --concurrency C`` and the environment
+``batch.py`` gives omictl, but started through ``without.py`` (nothing switched off,
+``OMICTL_BENCH_PHASES`` set) so the child records when the batch (``run_batch``) started
+and ended, and with its output read through pipes. Printed per run (seconds, then ratios):
 
 * **before**: spawn to the first service (interpreter start, imports, the key, the HTTP
   client, the listing, the plan on stderr);
 * **batch**: every service plus the batched re-read of the bindings;
 * **after**: the JSON document and the interpreter's exit.
 
-``batch.py``'s baseline starts its clock after its imports and its signing, so only the
-*batch* column compares with it like for like; ``batch.py``'s ratio charges omictl the
-other two as well.
+Each run is paired with ``batch.py``'s bare-httpx baseline (run just before it, against its
+own fresh sandbox). That baseline starts its clock after its imports and its signing, so
+the *batch* column compares with it like for like, while ``batch.py``'s ratio (the *total*
+column here) also charges omictl the other two.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from batch import SEED_VAR, _env  # the same environment as batch.py
+from batch import SEED_VAR, _env, run_baseline  # the same environment as batch.py
 
 
 def one_run(seed: bytes, services: int, concurrency: int, tmpdir: str) -> dict[str, float]:
@@ -65,6 +67,8 @@ def one_run(seed: bytes, services: int, concurrency: int, tmpdir: str) -> dict[s
             raise SystemExit(f"omictl reported statuses {sorted(statuses)}")
     with open(marks_file, encoding="utf-8") as handle:
         marks = json.load(handle)
+    if "batch_end" not in marks:
+        raise SystemExit("omictl never ran a batch (run_batch): nothing to split")
     return {
         "before": marks["batch_start"] - spawned,
         "batch": marks["batch_end"] - marks["batch_start"],
@@ -83,13 +87,18 @@ def main() -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="omictl-phases-") as tmpdir:
         for _ in range(args.repeat):
+            baseline = run_baseline(seed, args.services, args.concurrency).wall
             run = one_run(seed, args.services, args.concurrency, tmpdir)
+            run["baseline"] = baseline
+            run["total/baseline"] = run["total"] / baseline
+            run["batch/baseline"] = run["batch"] / baseline
             runs.append(run)
-            print("  ".join(f"{k} {v:5.2f} s" for k, v in run.items()), flush=True)
+            print("  ".join(f"{k} {v:5.2f}" for k, v in run.items()), flush=True)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(
-        f"median of {len(runs)} ({args.services} services, c={args.concurrency}): "
-        + "  ".join(f"{k} {v:5.2f} s" for k, v in median.items())
+        f"medians of {len(runs)} ({args.services} services, c={args.concurrency}; each "
+        "column's own median, so they need not add up): "
+        + "  ".join(f"{k} {v:5.2f}" for k, v in median.items())
     )
     return 0
 

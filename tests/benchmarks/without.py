@@ -11,8 +11,7 @@ by comparing with a normal run. ``OMICTL_BENCH_WITHOUT`` names what to switch of
 A run like this is not crash-safe and leaves no evidence: never use it for real work.
 
 ``OMICTL_BENCH_PHASES=FILE`` (used by ``phases.py``) also writes to FILE, as JSON, the
-``time.time()`` at which this process started running Python code, at which the batch
-started and ended, and at which the process reached its exit (its last ``atexit``).
+``time.time()`` at which the batch (``run_batch``) started and ended.
 """
 
 from __future__ import annotations
@@ -50,12 +49,12 @@ def switch_off(what: set[str]) -> None:
 
 
 def record_phases(path: str) -> None:
-    """Write when the batch started and ended, and when the process exits, to ``path``."""
+    """Write when the batch started and ended to ``path`` (at exit, if it ran)."""
     import atexit
     import json
     import time
 
-    marks = {"start": time.time()}
+    marks: dict[str, float] = {}
     from omictl.workflow import batch
 
     run_batch = batch.run_batch
@@ -70,7 +69,6 @@ def record_phases(path: str) -> None:
     batch.run_batch = timed  # type: ignore[assignment]
 
     def write() -> None:
-        marks["exit"] = time.time()
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(marks, handle)
 

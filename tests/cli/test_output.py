@@ -38,3 +38,15 @@ def test_inert_keeps_printable_text_and_escapes_the_rest() -> None:
     assert inert("cms-article-77 REVOKED ✓") == "cms-article-77 REVOKED ✓"
     assert inert("ok\x1b[2Jgone\nforged") == "ok\\u001b[2Jgone\\u000aforged"
     assert inert("\u202eevil") == "\\u202eevil"
+
+
+def test_json_with_a_lone_surrogate_is_written_escaped() -> None:
+    """A peer's "\\ud800" (valid JSON, no UTF-8) in a document: written ASCII-escaped to a
+    strict UTF-8 stream instead of failing mid-write, and it parses back the same."""
+    doc = {"binding": {"service_type": "cms \ud800", "note": "é"}}
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+    write_json(doc, stream)
+    stream.flush()
+    assert raw.getvalue().isascii() and b"\\ud800" in raw.getvalue()
+    assert json.loads(raw.getvalue()) == doc

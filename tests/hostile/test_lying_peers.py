@@ -62,6 +62,29 @@ def test_request_echoed_back_as_receipt_rejected(hostile: Hostile) -> None:
     assert hostile.fake.unbinds() == 0
 
 
+def test_receipt_with_a_lone_surrogate_is_kept_and_rejected(hostile: Hostile) -> None:
+    """A receipt holding "\\ud800" (valid JSON, not valid Unicode): exit 5, no unbind, and
+    the answer is still kept and journalled (escaped), never an internal error."""
+    data = json.dumps(hostile.fake.receipt_data(message="purged \ud800 \u00e9"))
+    body = f'{{"version":"1.0","data":{data},"signature":"{"ab" * 64}"}}'.encode()
+    hostile.fake.overrides["delete"] = lambda _r: Reply(body=body)
+    res = hostile.decommission()
+    assert res.code == 5, res.err
+    assert res.json()["error"]["code"] == "invalid_receipt"
+    assert hostile.fake.unbinds() == 0
+    [kept] = _rejected_kept(hostile)
+    assert kept["answer"]["data"]["message"] == "purged \ud800 \u00e9"
+    journal = hostile.home / "state" / hostile.app_id / f"{hostile.service_id}.journal"
+    records = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
+    assert records[-1]["phase"] == "receipt_rejected"
+    assert records[-1]["set"]["rejected_receipt"]["data"]["message"] == "purged \ud800 \u00e9"
+    assert "\\ud800" in journal.read_text(encoding="utf-8")  # escaped on disk
+    del hostile.fake.overrides["delete"]  # the provider turns honest: the log still reads
+    again = hostile.decommission()
+    assert again.code == 0, again.err
+    assert again.json()["status"] == "REVOKED"
+
+
 # --------------------------------------------------------------------------- the registry
 
 

@@ -312,52 +312,63 @@ def test_a_reporting_bug_does_not_turn_exit_5_into_exit_1(tmp_path: Path, four: 
     assert [r.exit_code for r in results] == [0, 0, 5, 0]
 
 
-def test_batch_freezes_the_collector_only_while_it_runs(
-    tmp_path: Path, four: FakeWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The batch freezes what exists before it (a cheaper full collection) and unfreezes
-    when it ends, so a long-lived caller (this test run) collects as before."""
+def _deps_noting_freeze(world: FakeWorld, home: Path, seen: list[int]) -> Any:
     import gc
 
-    calls: list[str] = []
-    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
-    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
-    results = run_four(tmp_path, CountingRegistry(four), four)
+    def deps_for(target: Target) -> Any:
+        seen.append(gc.get_freeze_count())
+        return make_deps(world, home)
+
+    return deps_for
+
+
+def test_batch_freezes_the_collector_only_while_it_runs(tmp_path: Path, four: FakeWorld) -> None:
+    """What exists before a batch is frozen while it runs (cheaper full collections), and
+    unfrozen when it ends, so a long-lived caller (this test run) collects as before."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    seen: list[int] = []
+    results = run_batch(
+        [Target(APP_ID, s) for s in SERVICES],
+        _deps_noting_freeze(four, tmp_path, seen),
+        concurrency=2,
+    )
     assert [r.status for r in results] == ["REVOKED"] * 4
-    assert calls == ["freeze", "unfreeze"]
+    assert len(seen) >= 4 and min(seen) > 0
+    assert gc.get_freeze_count() == 0
 
 
-def test_batch_unfreezes_the_collector_after_an_error(
-    tmp_path: Path, four: FakeWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_batch_leaves_a_callers_frozen_objects_frozen(tmp_path: Path, four: FakeWorld) -> None:
     import gc
 
-    calls: list[str] = []
-    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
-    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        targets = [Target(APP_ID, s) for s in SERVICES]
+        run_batch(targets, lambda t: make_deps(four, tmp_path), concurrency=2)
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_batch_unfreezes_the_collector_after_an_error(tmp_path: Path) -> None:
+    import gc
 
     def broken(target: Target) -> Any:
         raise KeyboardInterrupt  # not an OmictlError: run_batch lets it out
 
     with pytest.raises(KeyboardInterrupt):
         run_batch([Target(APP_ID, sid) for sid in SERVICES], broken, concurrency=2)
-    assert calls == ["freeze", "unfreeze"]
+    assert gc.get_freeze_count() == 0
 
 
-def test_one_target_does_not_touch_the_collector(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import gc
-
+def test_one_target_does_not_touch_the_collector(tmp_path: Path) -> None:
     world = FakeWorld()
     world.add_service("svc-a")
-    calls: list[str] = []
-    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
-    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    seen: list[int] = []
     results = run_batch(
-        [Target(APP_ID, "svc-a")],
-        lambda t: make_deps(world, tmp_path),
-        concurrency=2,
+        [Target(APP_ID, "svc-a")], _deps_noting_freeze(world, tmp_path, seen), concurrency=2
     )
     assert [r.status for r in results] == ["REVOKED"]
-    assert calls == []
+    assert seen == [0]
