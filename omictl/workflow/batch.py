@@ -6,10 +6,7 @@ of the results (:func:`worst_exit_code`).
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -148,9 +145,9 @@ def run_batch(
             on_result(result)
         return result
 
-    frozen = _collector_frozen() if defer else contextlib.nullcontext()
-    workers = min(concurrency, len(targets)) or 1
-    with frozen, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omictl") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(concurrency, len(targets)) or 1, thread_name_prefix="omictl"
+    ) as pool:
         results = list(pool.map(one, targets))
         try:
             recheck_revoked(targets, results, deps_for, map_=pool.map)
@@ -159,35 +156,6 @@ def run_batch(
                 if result.check_pending:
                     _settle_quietly(result, _internal(exc))
     return results
-
-
-_frozen_lock = threading.Lock()
-_frozen_depth = 0  # batches running in this process inside _collector_frozen
-_frozen_here = False  # whether the outermost of them did the freezing
-
-
-@contextlib.contextmanager
-def _collector_frozen() -> Iterator[None]:
-    """Keep the garbage collector's full collections from re-scanning what exists before a
-    batch (modules, the listing): ``gc.freeze()`` on entry, ``gc.unfreeze()`` when the last
-    concurrent batch ends. A process that had frozen objects itself is left alone, so this
-    never unfreezes what someone else froze. Garbage already unreachable at entry waits
-    for the end of the batch to be collected."""
-    global _frozen_depth, _frozen_here
-    with _frozen_lock:
-        if _frozen_depth == 0:
-            _frozen_here = gc.get_freeze_count() == 0
-            if _frozen_here:
-                gc.freeze()
-        _frozen_depth += 1
-    try:
-        yield
-    finally:
-        with _frozen_lock:
-            _frozen_depth -= 1
-            if _frozen_depth == 0 and _frozen_here:
-                gc.unfreeze()
-                _frozen_here = False
 
 
 def recheck_revoked(
