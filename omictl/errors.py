@@ -37,25 +37,39 @@ def inert(text: str) -> str:
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
-def utf8_encodable(text: str) -> bool:
-    """Whether ``text`` encodes as UTF-8 (no lone surrogate such as ``"\\ud800"``, which
-    JSON allows as an escape and a peer may send)."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def inert_json(text: str) -> str:
+    """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with every character that is
+    not printable written as a ``\\uXXXX`` escape: C0 and C1 controls, format characters
+    (bidi overrides, zero-width), line separators, and lone surrogates (``"\\ud800"`` is
+    valid JSON a peer may send, but no UTF-8). Such characters can only stand inside JSON
+    strings, where an escape means the same character: the JSON value is unchanged, the
+    text always encodes as UTF-8, and printed on a terminal it cannot move the cursor,
+    recolour or reorder anything. Newlines between lines (indentation) are kept."""
+    if text.isprintable():  # the common case: one line, nothing to escape
+        return text
+    lines = text.split("\n")
+    return "\n".join(line if line.isprintable() else _escape_line(line) for line in lines)
+
+
+def _escape_line(line: str) -> str:
+    out = []
+    for ch in line:
+        code = ord(ch)
+        if ch.isprintable():
+            out.append(ch)
+        elif code > 0xFFFF:  # JSON escapes astral characters as a surrogate pair
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out)
 
 
 def json_text(value: Any, **dumps: Any) -> str:
-    """``json.dumps(value, ensure_ascii=False, **dumps)``: non-ASCII text kept readable,
-    unless it holds a lone surrogate, which UTF-8 cannot carry; then ASCII-escaped
-    (``ensure_ascii=True``), the same JSON value either way. For anything written to a file
-    or a stream, so a peer's string can never turn a write into an internal error."""
-    text = json.dumps(value, ensure_ascii=False, **dumps)
-    return text if utf8_encodable(text) else json.dumps(value, ensure_ascii=True, **dumps)
+    """``json.dumps(value, ensure_ascii=False, **dumps)`` made :func:`inert_json`: readable
+    UTF-8, but no character a peer sent can break a write (lone surrogates) or a terminal
+    (controls, bidi overrides). For everything omictl writes as JSON, to files or streams."""
+    return inert_json(json.dumps(value, ensure_ascii=False, **dumps))
 
 
 def short_message(exc: BaseException, limit: int = 200) -> str:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omictl.errors import OmictlError, json_text, utf8_encodable
+from omictl.errors import OmictlError, inert_json, json_text
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -104,17 +104,18 @@ def atomic_write_json(
     ``members`` (an object with string keys) starts each top-level member on its own line,
     its value on that line. Python's C encoder only runs without ``indent`` (on an evidence
     bundle: 120 µs indented, 40 µs as members, 30 µs compact), so hot paths use ``compact``
-    or ``members``. Text is UTF-8 as is, unless the value holds a string UTF-8 cannot
-    encode (a lone surrogate: JSON allows ``"\\ud800"``, a peer may send it): then the
-    whole document is written ASCII-escaped, still equal to ``value`` once parsed.
+    or ``members``. Text is UTF-8, with characters that are not printable (controls, bidi
+    overrides, lone surrogates a peer may send) as ``\\uXXXX`` escapes
+    (:func:`~omictl.errors.inert_json`): the same value once parsed.
     """
     layout: dict[str, Any] = {"sort_keys": True}
     if compact or members:
         layout["separators"] = (",", ":")
     else:
         layout["indent"] = 2
-    text = json_members(value) if members and isinstance(value, dict) else None
-    if text is None or not utf8_encodable(text):
+    if members and isinstance(value, dict):
+        text = json_members(value)
+    else:
         text = json_text(value, **layout)
     data = (text + "\n").encode("utf-8")
     atomic_write_bytes(path, data, mode=mode, error=error, sweep_stale=sweep_stale)
@@ -122,15 +123,13 @@ def atomic_write_json(
 
 #: One encoder for every member of :func:`json_members` (``json.dumps`` would build one
 #: per call: half the cost on a bundle). ``encode`` keeps no state, so threads share it.
-_MEMBER_ENCODER = json.JSONEncoder(
-    separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
-)
+_MEMBER_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def json_members(value: dict[str, Any]) -> str:
     """``value`` as key-sorted JSON, each top-level member starting a line (no final
-    newline). Raises ``TypeError`` for a key that is not a string and ``ValueError`` for
-    NaN or infinity, which strict JSON readers refuse."""
+    newline), made :func:`~omictl.errors.inert_json`. Raises ``TypeError`` for a key that is
+    not a string."""
     if not value:
         return "{}"
     encode = _MEMBER_ENCODER.encode
@@ -138,7 +137,7 @@ def json_members(value: dict[str, Any]) -> str:
         if not isinstance(key, str):
             raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
     lines = (f"  {encode(key)}: {encode(value[key])}" for key in sorted(value))
-    return "{\n" + ",\n".join(lines) + "\n}"
+    return inert_json("{\n" + ",\n".join(lines) + "\n}")
 
 
 def remove_stale_temps(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from omictl.cli.app import Invocation, get_invocation
 from omictl.cli.common import ask, load_key, stdin_is_tty
 from omictl.cli.output import render_error
 from omictl.cli.render import StepPrinter, render_plan, result_text, summary_json
-from omictl.errors import OmictlError, UsageError
+from omictl.errors import OmictlError, UsageError, json_text
 
 if TYPE_CHECKING:
     from omictl.core.envelope import Signer
@@ -287,7 +286,7 @@ def _render_result(inv: Invocation, result: Result) -> None:
         return
     if result.status == "DRY_RUN" and result.dry_run is not None:
         out.info("dry run: these envelopes would be sent (nothing was sent)")
-        out.line(json.dumps(result.dry_run, indent=2, ensure_ascii=False))
+        out.line(json_text(result.dry_run, indent=2))  # the registry's words inside
         return
     out.line(result_text(result))
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from omictl.cli.app import get_invocation
-from omictl.errors import UsageError
+from omictl.errors import UsageError, json_text
 
 app = typer.Typer(
     help="The local archive of termination receipts and revocation records (evidence "
@@ -74,7 +73,7 @@ def show_command(
         inv.out.emit_json(bundle)
     else:
         inv.out.info(f"# {path}")
-        inv.out.line(json.dumps(bundle, indent=2, ensure_ascii=False))
+        inv.out.line(json_text(bundle, indent=2))  # peers' words inside
 
 
 @app.command("export")

@@ -96,7 +96,7 @@ class InProgress(OmictlError):
 
 
 def _encode(value: Any) -> str:
-    # lone surrogates (valid JSON from a peer, no UTF-8) come out ASCII-escaped
+    # a peer's controls and lone surrogates come out as \uXXXX escapes (errors.inert_json)
     return json_text(value, separators=(",", ":"), sort_keys=True)
 
 

@@ -14,12 +14,13 @@ and ended, and with its output read through pipes. Printed per run (seconds, the
 * **before**: spawn to the first service (interpreter start, imports, the key, the HTTP
   client, the listing, the plan on stderr);
 * **batch**: every service plus the batched re-read of the bindings;
-* **after**: the JSON document and the interpreter's exit.
+* **after**: closing the HTTP client, the JSON document and the interpreter's exit.
 
 Each run is paired with ``batch.py``'s bare-httpx baseline (run just before it, against its
 own fresh sandbox). That baseline starts its clock after its imports and its signing, so
-the *batch* column compares with it like for like, while ``batch.py``'s ratio (the *total*
-column here) also charges omictl the other two.
+the *batch* column is the closest to like for like (it still includes omictl's signing
+and its re-read of the bindings), while ``batch.py``'s ratio (the *total* column here)
+also charges omictl the other two.
 """
 
 from __future__ import annotations

@@ -40,13 +40,18 @@ def test_inert_keeps_printable_text_and_escapes_the_rest() -> None:
     assert inert("\u202eevil") == "\\u202eevil"
 
 
-def test_json_with_a_lone_surrogate_is_written_escaped() -> None:
-    """A peer's "\\ud800" (valid JSON, no UTF-8) in a document: written ASCII-escaped to a
-    strict UTF-8 stream instead of failing mid-write, and it parses back the same."""
-    doc = {"binding": {"service_type": "cms \ud800", "note": "é"}}
-    raw = io.BytesIO()
-    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
-    write_json(doc, stream)
-    stream.flush()
-    assert raw.getvalue().isascii() and b"\\ud800" in raw.getvalue()
-    assert json.loads(raw.getvalue()) == doc
+def test_json_with_unprintable_text_is_written_escaped() -> None:
+    """A peer's lone surrogate ("\\ud800", no UTF-8) and C1 control in a document: written
+    as \\u escapes to a strict UTF-8 stream, terminal or pipe, never raw and never failing
+    mid-write; the document parses back the same."""
+    doc = {"binding": {"service_type": "cms \ud800 \x9b2J", "note": "é"}}
+    for terminal in (False, True):
+        raw = io.BytesIO()
+        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+        stream.isatty = lambda t=terminal: t  # type: ignore[method-assign]
+        write_json(doc, stream)
+        stream.flush()
+        text = raw.getvalue().decode("utf-8")
+        assert "\\ud800" in text and "\\u009b2J" in text and "é" in text
+        assert text.count("\n") == (1 if not terminal else 6)
+        assert json.loads(text) == doc

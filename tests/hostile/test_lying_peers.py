@@ -74,6 +74,7 @@ def test_receipt_with_a_lone_surrogate_is_kept_and_rejected(hostile: Hostile) ->
     assert hostile.fake.unbinds() == 0
     [kept] = _rejected_kept(hostile)
     assert kept["answer"]["data"]["message"] == "purged \ud800 \u00e9"
+    assert "RFC 8785" in kept["reason"]  # refused for the surrogate, not the fake signature
     journal = hostile.home / "state" / hostile.app_id / f"{hostile.service_id}.journal"
     records = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
     assert records[-1]["phase"] == "receipt_rejected"

@@ -143,3 +143,32 @@ def test_confirmation_plan_with_escapes_is_inert(
     assert "About to decommission" in res.err
     _assert_inert(res.err + res.out)
     assert hostile.fake.deletes() == 0
+
+
+#: What JSON leaves raw: a C1 CSI (8-bit "ESC ["), a bidi override, a line separator, a
+#: zero-width joiner, an astral format character (language tag) and a lone surrogate.
+JSON_EVIL = "x\x9b2J\u202egnp.exe\u2028\u200d\U000e0001\ud800 é ✓"
+
+
+@pytest.mark.parametrize("output", [["-o", "json"], []])
+def test_status_json_and_dry_run_output_is_inert(hostile: Hostile, output: list[str]) -> None:
+    """Characters JSON itself leaves raw, in the registry's words: `-o json status` and the
+    text `--dry-run` print them as \\u escapes (valid JSON, the same value), never raw,
+    and never fail with an encoding error (a lone surrogate is not UTF-8)."""
+    import json
+
+    endpoint = f"{hostile.fake.endpoint_url}/{JSON_EVIL}"
+    hostile.fake.binding_patch = {"service_type": JSON_EVIL, "endpoint_url": endpoint}
+    status = hostile.cli(*output, "status", hostile.app_id, hostile.service_id)
+    dry = hostile.cli(*output, "decommission", hostile.app_id, hostile.service_id, "--dry-run")
+    escaped = "\\u009b2J\\u202egnp.exe\\u2028\\u200d\\udb40\\udc01\\ud800 é ✓"  # as JSON
+    for res in (status, dry):
+        assert res.code == 0, res.err
+        assert all(line.isprintable() for line in res.out.splitlines()), res.out
+    assert escaped in dry.out  # the dry run's plan is JSON in both modes (its endpoint_url)
+    if output:
+        assert escaped in status.out
+        assert json.loads(status.out)["services"][0]["service_type"] == JSON_EVIL
+    else:
+        assert "\\u009b2J\\u202egnp.exe" in status.out  # inert() in a text listing
+    assert hostile.fake.deletes() == 0
