@@ -34,7 +34,7 @@ def inert(text: str) -> str:
     """
     if text.isprintable():  # the common case, without a Python loop over the characters
         return text
-    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+    return _escape_unprintable(text)
 
 
 def inert_json(text: str) -> str:
@@ -48,12 +48,14 @@ def inert_json(text: str) -> str:
     if text.isprintable():  # the common case: one line, nothing to escape
         return text
     lines = text.split("\n")
-    return "\n".join(line if line.isprintable() else _escape_line(line) for line in lines)
+    return "\n".join(line if line.isprintable() else _escape_unprintable(line) for line in lines)
 
 
-def _escape_line(line: str) -> str:
+def _escape_unprintable(text: str) -> str:
+    """Each character of ``text`` that is not printable as a ``\\uXXXX`` escape, astral ones
+    as a surrogate pair (as JSON writes them, so the escape is never ambiguous)."""
     out = []
-    for ch in line:
+    for ch in text:
         code = ord(ch)
         if ch.isprintable():
             out.append(ch)

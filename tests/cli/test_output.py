@@ -38,6 +38,9 @@ def test_inert_keeps_printable_text_and_escapes_the_rest() -> None:
     assert inert("cms-article-77 REVOKED ✓") == "cms-article-77 REVOKED ✓"
     assert inert("ok\x1b[2Jgone\nforged") == "ok\\u001b[2Jgone\\u000aforged"
     assert inert("\u202eevil") == "\\u202eevil"
+    # an astral format character (a language tag) as a surrogate pair, as JSON writes it:
+    # "\\ue0001" would read as U+E000 then "1"
+    assert inert("\U000e0001x") == "\\udb40\\udc01x"
 
 
 def test_json_with_unprintable_text_is_written_escaped() -> None:
