@@ -47,8 +47,7 @@ def inert_json(text: str) -> str:
     recolour or reorder anything. Newlines between lines (indentation) are kept."""
     if text.isprintable():  # the common case: one line, nothing to escape
         return text
-    lines = text.split("\n")
-    return "\n".join(line if line.isprintable() else _escape_unprintable(line) for line in lines)
+    return "\n".join(map(inert, text.split("\n")))
 
 
 def _escape_unprintable(text: str) -> str:

@@ -108,15 +108,12 @@ def atomic_write_json(
     overrides, lone surrogates a peer may send) as ``\\uXXXX`` escapes
     (:func:`~omictl.errors.inert_json`): the same value once parsed.
     """
-    layout: dict[str, Any] = {"sort_keys": True}
-    if compact or members:
-        layout["separators"] = (",", ":")
-    else:
-        layout["indent"] = 2
     if members and isinstance(value, dict):
         text = json_members(value)
+    elif compact or members:
+        text = json_text(value, separators=(",", ":"), sort_keys=True)
     else:
-        text = json_text(value, **layout)
+        text = json_text(value, indent=2, sort_keys=True)
     data = (text + "\n").encode("utf-8")
     atomic_write_bytes(path, data, mode=mode, error=error, sweep_stale=sweep_stale)
 
