@@ -73,6 +73,16 @@ def json_text(value: Any, **dumps: Any) -> str:
     return inert_json(json.dumps(value, ensure_ascii=False, **dumps))
 
 
+#: One encoder for the compact, key-sorted form (``json.dumps`` with options builds a new
+#: encoder per call: 4 µs of a 13 µs receipt, and most of a short string's cost).
+COMPACT_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def compact_json_text(value: Any) -> str:
+    """:func:`json_text` of ``value`` on one line, keys sorted: journals, compact files."""
+    return inert_json(COMPACT_ENCODER.encode(value))
+
+
 def short_message(exc: BaseException, limit: int = 200) -> str:
     """``str(exc)`` (or its type name) cut to ``limit`` characters, for one-line errors."""
     text = str(exc) or type(exc).__name__

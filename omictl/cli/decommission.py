@@ -364,7 +364,7 @@ def _run_many(
         done_count = [0]
         progress = None
         task = None
-        if out.err.is_terminal:
+        if out.err_is_terminal():
             from rich.progress import Progress
 
             progress = stack.enter_context(Progress(console=out.err, transient=True))

@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     from omictl.workflow.decommission import Plan, Result, StepEvent
 
 _MARKS = {
-    "done": "[green]✓[/green]",
-    "skipped": "[dim]-[/dim]",
-    "warning": "[yellow]![/yellow]",
-    "failed": "[red]✗[/red]",
+    "done": ("green", "✓"),
+    "skipped": ("dim", "-"),
+    "warning": ("yellow", "!"),
+    "failed": ("red", "✗"),
 }
 
 
@@ -23,6 +23,8 @@ class StepPrinter:
     """Prints one line per finished step on stderr (and the starting step on a TTY).
 
     Thread-safe, so a batch can share it; ``prefix`` adds the service id to each line.
+    Not on a terminal (CI logs), the lines are plain text written without Rich: the same
+    characters Rich would print there, with no markup or emoji codes interpreted.
     """
 
     def __init__(self, out: Output, *, prefix: bool = False, quiet: bool = False) -> None:
@@ -34,17 +36,25 @@ class StepPrinter:
     def __call__(self, event: StepEvent) -> None:
         if self.quiet and event.status not in ("failed", "warning"):
             return
+        terminal = self.out.err_is_terminal()
+        if event.status == "start" and not (terminal and not self.prefix):
+            return
+        colour, mark = _MARKS.get(event.status, ("", "•"))
+        if not terminal:
+            head = f"{inert(event.service_id)} " if self.prefix else ""
+            with self._lock:
+                self.out.info(f"{mark} {head}{event.step}: {inert(event.message)}")
+            return
         from rich.markup import escape
 
         head = f"[bold]{escape(inert(event.service_id))}[/bold] " if self.prefix else ""
         message = escape(inert(event.message))  # server text inside: make it inert
         with self._lock:
             if event.status == "start":
-                if self.out.err.is_terminal and not self.prefix:
-                    self.out.err.print(f"[dim]… {event.step}: {message}[/dim]")
+                self.out.err.print(f"[dim]… {event.step}: {message}[/dim]")
                 return
-            mark = _MARKS.get(event.status, "•")
-            self.out.err.print(f"{mark} {head}{event.step}: {message}")
+            shown = f"[{colour}]{mark}[/{colour}]" if colour else mark
+            self.out.err.print(f"{shown} {head}{event.step}: {message}")
 
 
 def render_plan(out: Output, plan: Plan) -> None:

@@ -7,6 +7,7 @@ received*, never a re-built model of it, so extra members a peer added stay cove
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -78,6 +79,11 @@ def to_hex(raw: bytes) -> str:
 
 def key_id(public_key: bytes) -> str:
     """The key id: first 16 hex chars of SHA-256 over the raw 32-byte public key."""
+    return _key_id(bytes(public_key))
+
+
+@functools.lru_cache(maxsize=256)  # a run sees a few keys, named in every step's message
+def _key_id(public_key: bytes) -> str:
     if len(public_key) != PUBLIC_KEY_BYTES:
         raise UsageError(f"a public key is {PUBLIC_KEY_BYTES} bytes, got {len(public_key)}")
     return hashlib.sha256(public_key).hexdigest()[:KEY_ID_CHARS]

@@ -20,6 +20,7 @@ verified receipt is held.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -223,8 +224,8 @@ class _Run:
     def emit(self, step: str, status: str, message: str, /, **data: Any) -> None:
         record_step(self.result, self.d.events, step, status, message, **data)
 
-    def save(self, phase: str, note: str = "") -> None:
-        self.d.journals.save(self.journal, phase=phase, now=self.d.clock(), note=note)
+    def save(self, phase: str, note: str = "", *, sync: bool = True) -> None:
+        self.d.journals.save(self.journal, phase=phase, now=self.d.clock(), note=note, sync=sync)
 
     # ------------------------------------------------------------------ steps
     def resolve_app(self) -> tuple[App, bytes]:
@@ -323,7 +324,9 @@ class _Run:
         self.journal.receipt = receipt.envelope.to_json()
         self.journal.rejected_receipt = None
         self.journal.rejection_reason = None
-        self.save("receipt_held")
+        # durable with the unbind request's record, which is fdatasync-ed before the unbind
+        # leaves (or at the end of the run, decommission()): one fdatasync for both
+        self.save("receipt_held", sync=False)
         self.emit(
             "verify_receipt",
             "done",
@@ -409,7 +412,8 @@ class _Run:
                 hint="report this to the registry operator; the record was not accepted",
             )
         self.journal.revocation_record = record.envelope.to_json()
-        self.save("revoked")
+        # durable with the "done" record after the bundle (or at the end of the run)
+        self.save("revoked", sync=False)
         self.result.propagation = [p.to_json() for p in record.propagation]
         summary = ", ".join(f"{p.target} {p.status}" for p in record.propagation) or "none"
         self.emit(
@@ -719,8 +723,15 @@ def decommission(target: Target, deps: Deps) -> Result:
         if deps.dry_run:
             return run.run(app, registry_key)
         with deps.journals.locked(target.app_id, target.service_id, wait=deps.lock_wait) as waited:
-            # after waiting for another run, the listing's binding may be stale: re-read it
-            return run.run(app, registry_key, use_known=not waited)
+            try:
+                # after waiting for another run, the listing's binding may be stale: re-read it
+                result = run.run(app, registry_key, use_known=not waited)
+            except BaseException:
+                with contextlib.suppress(OmictlError):  # the run's own error says more
+                    deps.journals.flush(run.journal)
+                raise
+            deps.journals.flush(run.journal)  # no-op: the last record of a run is synced
+            return result
     except OmictlError as exc:
         run.result.status = (
             "PARTIAL"

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from omictl.core.envelope import parse_json
-from omictl.errors import ExitCode, OmictlError, UsageError, json_text
+from omictl.errors import ExitCode, OmictlError, UsageError, compact_json_text
 from omictl.fsutil import (
     PRIVATE_FILE_MODE,
     atomic_write_bytes,
@@ -79,7 +79,8 @@ _RECORD_KEYS = frozenset({"phase", "at", "note", "set"})
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW
+# read-write: a held log is read through the descriptor that holds its lock
+_LOG_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW
 
 
 class JournalError(OmictlError):
@@ -97,7 +98,7 @@ class InProgress(OmictlError):
 
 def _encode(value: Any) -> str:
     # a peer's controls and lone surrogates come out as \uXXXX escapes (errors.inert_json)
-    return json_text(value, separators=(",", ":"), sort_keys=True)
+    return compact_json_text(value)
 
 
 #: Stored in place of an unbind request's embedded receipt when it is the journal's own
@@ -152,6 +153,8 @@ class Journal:
     written: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     disk_end: int = field(default=0, repr=False, compare=False)
     disk_size: int = field(default=0, repr=False, compare=False)
+    #: a record was appended without fdatasync (JournalStore.save(sync=False))
+    unsynced: bool = field(default=False, repr=False, compare=False)
     legacy_path: Path | None = field(default=None, repr=False, compare=False)
 
     def fields(self) -> dict[str, Any]:
@@ -332,9 +335,14 @@ class JournalStore:
     def load(self, app_id: str, service_id: str) -> Journal:
         """The journal of one service, or a fresh one. Raises :class:`JournalError`."""
         path = self.path_for(app_id, service_id)
-        raw = b""
-        if path.exists():
+        with self._held_lock:
+            held = self._held.get(path)
+        if held is not None:  # locked by this run: read through the lock's descriptor
+            raw = _read_held(held, path)
+        elif path.exists():
             raw = read_capped(path, limit=MAX_JOURNAL_BYTES, error=JournalError)
+        else:
+            raw = b""
         journal = _replay(raw, path=path, app_id=app_id, service_id=service_id)
         if journal.disk_end == 0:
             legacy = self.legacy_path_for(app_id, service_id)
@@ -360,12 +368,19 @@ class JournalStore:
         journal.legacy_path = legacy
         return journal
 
-    def save(self, journal: Journal, *, phase: str, now: int, note: str = "") -> None:
+    def save(
+        self, journal: Journal, *, phase: str, now: int, note: str = "", sync: bool = True
+    ) -> None:
         """Move ``journal`` to ``phase`` and append that record durably (fdatasync).
 
         The record carries only the fields that changed since the last one written; a
         journal that has nothing on disk yet (or comes from a format-1 file) starts the
         log with a header and its whole state.
+
+        ``sync=False`` appends without the fdatasync, for a record that the next synced
+        save (or :meth:`flush`) makes durable before anything depends on it: the record is
+        then safe from a crash of this process (it is in the kernel), and from a power cut
+        once that next fdatasync returns (one fdatasync covers every earlier write).
         """
         if phase not in PHASES:  # pragma: no cover - programming error
             raise JournalError(f"unknown phase {phase!r}")
@@ -377,7 +392,8 @@ class JournalStore:
             for name, value in journal.fields().items()
             if fresh or name not in written or written[name] != value
         }
-        encoded = {name: _encode(_stored(journal, name, value)) for name, value in changed.items()}
+        stored = {name: _stored(journal, name, value) for name, value in changed.items()}
+        encoded = {name: _encode(value) for name, value in stored.items()}
         record = f'{{"at":{int(now)},'
         note = note[:MAX_NOTE_CHARS]
         if note:
@@ -397,7 +413,7 @@ class JournalStore:
         data = record.encode("utf-8")
         path = self.path_for(journal.app_id, journal.service_id)
         try:
-            self._append(path, data, keep=journal.disk_end, size=journal.disk_size)
+            self._append(path, data, keep=journal.disk_end, size=journal.disk_size, sync=sync)
         except JournalError:
             # part of the record may be on disk: the next save cuts it off before appending
             journal.disk_size = journal.disk_end + len(data)
@@ -405,9 +421,13 @@ class JournalStore:
         journal.phase = phase
         journal.history.append({"phase": phase, "at": int(now), **({"note": note} if note else {})})
         for name, value in changed.items():
-            written[name] = _copy(value)
+            if stored[name] is value and isinstance(value, dict):
+                written[name] = json.loads(encoded[name])  # _copy without encoding again
+            else:
+                written[name] = _copy(value)
         journal.disk_end += len(data)
         journal.disk_size = journal.disk_end
+        journal.unsynced = not sync
         if fresh and journal.legacy_path is not None:
             # The log now holds everything the format-1 file held. Leave a stub that
             # format-1 readers (an older omictl) refuse, rather than no file at all, which
@@ -427,9 +447,29 @@ class JournalStore:
                 )
             journal.legacy_path = None
 
-    def _append(self, path: Path, data: bytes, *, keep: int, size: int) -> None:
+    def flush(self, journal: Journal) -> None:
+        """fdatasync ``journal``'s log if a record was appended with ``sync=False`` since
+        the last fdatasync. Raises :class:`JournalError`."""
+        if not journal.unsynced:
+            return
+        path = self.path_for(journal.app_id, journal.service_id)
+        with self._held_lock:
+            held = self._held.get(path)
+        try:
+            fd = os.open(path, _LOG_FLAGS, PRIVATE_FILE_MODE) if held is None else held
+            try:
+                _fdatasync(fd)
+            finally:
+                if held is None:
+                    os.close(fd)
+        except OSError as exc:
+            raise JournalError(f"cannot write {path}: {exc.strerror}") from exc
+        journal.unsynced = False
+
+    def _append(self, path: Path, data: bytes, *, keep: int, size: int, sync: bool) -> None:
         """Append ``data`` to the log at ``path`` after its first ``keep`` bytes (cutting
-        off a torn record when the file is ``size`` > ``keep`` bytes), then fdatasync."""
+        off a torn record when the file is ``size`` > ``keep`` bytes), then fdatasync
+        (unless not ``sync``)."""
         with self._held_lock:
             held = self._held.get(path)
         created = False
@@ -440,18 +480,18 @@ class JournalStore:
             else:
                 fd = held
             try:
-                if size > keep or keep == 0:
+                created = keep == 0
+                if size > keep:
                     # a torn last record (or a log that never got a record): cut it off,
                     # keeping a copy of the cut bytes for whoever investigates
-                    created = keep == 0
-                    if size > keep:
-                        _keep_torn(path, keep)
+                    _keep_torn(path, keep)
                     os.ftruncate(fd, keep)
                 try:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
-                    _fdatasync(fd)
+                    if sync:
+                        _fdatasync(fd)
                 except BaseException:  # OSError, or an interrupt between two writes
                     with contextlib.suppress(OSError):
                         os.ftruncate(fd, keep)  # leave no half record for a later append
@@ -505,6 +545,25 @@ class JournalStore:
                     self._held.pop(path, None)
         finally:
             os.close(fd)  # closing the descriptor releases the flock
+
+
+def _read_held(fd: int, path: Path) -> bytes:
+    """The whole log behind ``fd`` (as :func:`~omictl.fsutil.read_capped` reads a path)."""
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_JOURNAL_BYTES:
+            raise JournalError(f"{path} is larger than {MAX_JOURNAL_BYTES} bytes")
+        chunks = []
+        offset = 0
+        while offset < size:
+            chunk = os.pread(fd, size - offset, offset)
+            if not chunk:
+                break  # cut shorter meanwhile (only by hand: this run holds the lock)
+            chunks.append(chunk)
+            offset += len(chunk)
+    except OSError as exc:
+        raise JournalError(f"cannot read {path}: {exc.strerror}") from exc
+    return b"".join(chunks)
 
 
 def _keep_torn(path: Path, keep: int) -> None:

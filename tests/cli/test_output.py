@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import json
 
-from omictl.cli.output import write_json
+import pytest
+
+from omictl.cli.output import Output, write_json
+from omictl.cli.render import StepPrinter
 from omictl.errors import inert
+from omictl.workflow.decommission import StepEvent
 
 DOC = {"results": [{"service_id": "cms-1", "status": "REVOKED", "note": "é"}], "exit_code": 0}
 
@@ -58,3 +62,45 @@ def test_json_with_unprintable_text_is_written_escaped() -> None:
         assert "\\ud800" in text and "\\u009b2J" in text and "é" in text
         assert text.count("\n") == (1 if not terminal else 6)
         assert json.loads(text) == doc
+
+
+HOSTILE = "first contact [red]x[/red] :smile: \x1b[2J done"
+
+
+@pytest.fixture
+def plain_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+
+
+@pytest.mark.usefixtures("plain_stderr")
+def test_steps_off_a_terminal_are_plain_lines_written_without_rich(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A CI log gets the characters Rich would print there, peer text inert, markup and
+    emoji codes shown as sent; Rich's console is never built (nor imported for it)."""
+    out = Output(json_mode=False)
+    printer = StepPrinter(out, prefix=True, quiet=True)
+    printer(StepEvent("app", "svc[1]", "resolve", "warning", HOSTILE))
+    printer(StepEvent("app", "svc[1]", "unbind", "done", "quiet: not shown"))
+    printer(StepEvent("app", "svc[1]", "unbind", "start", "never shown in a log"))
+    printer(StepEvent("app", "svc[1]", "check_revoked", "failed", "still listed"))
+    assert capsys.readouterr().err == (
+        "! svc[1] resolve: first contact [red]x[/red] :smile: \\u001b[2J done\n"
+        "✗ svc[1] check_revoked: still listed\n"
+    )
+    assert not out.err_is_terminal()
+    assert out._err is None
+
+
+@pytest.mark.usefixtures("plain_stderr")
+def test_rich_decides_when_told_the_stream_is_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # Rich's override (force-color.org's kin)
+    out = Output(json_mode=False)
+    assert out.err_is_terminal()
+    StepPrinter(out)(StepEvent("app", "svc", "resolve", "warning", HOSTILE))
+    err = capsys.readouterr().err
+    assert "resolve: first contact [red]x[/red]" in err  # markup escaped, not applied
+    assert "\x1b[2J" not in err  # the peer's escape stays inert

@@ -439,3 +439,130 @@ def test_peer_values_in_errors_are_cut_short() -> None:
         verify_revocation_record(
             record, registry_public_key=registry.public_key, app_id=APP_ID, service_id=SERVICE
         )
+
+
+class _Timeline:
+    """What reached the disk and the network, in order: journal saves, fdatasyncs, and
+    requests leaving (after their signing callback returned)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import omictl.workflow.journal as journal_mod
+
+        self.events: list[tuple[str, str]] = []
+        real = journal_mod._fdatasync
+        monkeypatch.setattr(
+            journal_mod, "_fdatasync", lambda fd: (self.events.append(("sync", "")), real(fd))
+        )
+        timeline = self
+
+        class Store(JournalStore):
+            def save(self, journal: Any, *, phase: str, **kw: Any) -> None:
+                timeline.events.append(("save", phase))  # its write comes before its sync
+                super().save(journal, phase=phase, **kw)
+
+        self.store_type = Store
+
+    def leaves(self, what: str) -> None:
+        self.events.append(("leaves", what))
+
+    def unsynced_saves_before(self, index: int) -> list[str]:
+        """Phases saved before ``index`` with no fdatasync between them and ``index``."""
+        pending: list[str] = []
+        for kind, what in self.events[:index]:
+            if kind == "save":
+                pending.append(what)
+            elif kind == "sync":
+                pending = []
+        return pending
+
+    def check(self) -> None:
+        for index, (kind, _) in enumerate(self.events):
+            if kind == "leaves":
+                assert self.unsynced_saves_before(index) == [], self.events
+        assert self.unsynced_saves_before(len(self.events)) == [], self.events
+
+
+def _timed_deps(world: FakeWorld, home: Path, timeline: _Timeline, **kw: Any) -> Deps:
+    class Provider(FakeProvider):
+        def terminate(self, endpoint_url: str, *, sign: Any) -> Any:
+            def signed() -> Any:
+                env = sign()
+                timeline.leaves("DELETE")
+                return env
+
+            return super().terminate(endpoint_url, sign=signed)
+
+    class Registry(FakeRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            def signed() -> Any:
+                env = sign()
+                timeline.leaves("unbind")
+                return env
+
+            return super().unbind(app_id, service_id, sign=signed)
+
+    params: dict[str, Any] = {
+        "provider": Provider(world),
+        "registry": Registry(world),
+        "journals": timeline.store_type(home / "state"),
+    }
+    params.update(kw)
+    return make_deps(world, home, **params)
+
+
+def test_every_record_is_durable_before_the_request_it_guards_and_at_the_end(
+    world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two records are written without their own fdatasync (receipt_held, revoked); the
+    next one's covers them, so nothing leaves and nothing returns before they are on disk."""
+    timeline = _Timeline(monkeypatch)
+    result = decommission(Target(APP_ID, SERVICE), _timed_deps(world, tmp_path, timeline))
+    assert result.status == "REVOKED"
+    saves = [what for kind, what in timeline.events if kind == "save"]
+    assert saves == ["termination_sent", "receipt_held", "unbind_sent", "revoked", "done"]
+    syncs = [kind for kind, _ in timeline.events].count("sync")
+    assert syncs == 3  # the journal's fdatasyncs: 3 for 5 records
+    timeline.check()
+
+
+def test_a_failure_before_the_unbind_is_signed_still_syncs_the_receipt(
+    world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry fails before the unbind is signed: the held receipt (written without
+    its own fdatasync) is synced before decommission() gives up, and a re-run resumes."""
+    from omictl.errors import RemoteUnavailable
+
+    timeline = _Timeline(monkeypatch)
+
+    class Unreachable(FakeRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            raise RemoteUnavailable("connection refused (fake), before any signing")
+
+    deps = _timed_deps(world, tmp_path, timeline, registry=Unreachable(world))
+    with pytest.raises(PartiallyDone):
+        decommission(Target(APP_ID, SERVICE), deps)
+    assert [what for kind, what in timeline.events if kind == "save"][-1] == "receipt_held"
+    timeline.check()
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert result.status == "REVOKED" and result.resumed_from == "receipt_held"
+    assert len(world.deletes) == 1
+
+
+def test_a_failed_bundle_write_still_syncs_the_revocation_record(
+    world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omictl.errors import OmictlError
+
+    timeline = _Timeline(monkeypatch)
+
+    class Full(Archive):
+        def save_bundle(self, bundle: dict[str, Any]) -> Path:
+            raise OmictlError("cannot write the bundle: No space left on device (fake)")
+
+    deps = _timed_deps(world, tmp_path, timeline, archive=Full(tmp_path / "receipts"))
+    with pytest.raises(OmictlError, match="No space left"):
+        decommission(Target(APP_ID, SERVICE), deps)
+    assert [what for kind, what in timeline.events if kind == "save"][-1] == "revoked"
+    timeline.check()
+    journal = JournalStore(tmp_path / "state").load(APP_ID, SERVICE)
+    assert journal.phase == "revoked" and journal.revocation_record is not None

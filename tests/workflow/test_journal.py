@@ -38,6 +38,19 @@ def run_to_revoked(store: JournalStore) -> Journal:
     return journal
 
 
+def spy_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on (until ``monkeypatch.undo()``), the paths the journal module opens."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy_open(*args: Any, **kwargs: Any) -> int:
+        opened.append(str(args[0]))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(journal_mod.os, "open", spy_open)
+    return opened
+
+
 def lines(store: JournalStore) -> list[dict[str, Any]]:
     raw = store.path_for(APP, SVC).read_bytes()
     assert raw.endswith(b"\n")
@@ -304,14 +317,7 @@ def test_saves_under_the_lock_use_the_held_descriptor(
     """No open() per step while the run holds the lock (one descriptor per service)."""
     with store.locked(APP, SVC):
         journal = store.load(APP, SVC)
-        opened: list[str] = []
-        real_open = os.open
-
-        def spy_open(*args: Any, **kwargs: Any) -> int:
-            opened.append(str(args[0]))
-            return real_open(*args, **kwargs)
-
-        monkeypatch.setattr(journal_mod.os, "open", spy_open)
+        opened = spy_opens(monkeypatch)
         store.save(journal, phase="termination_sent", now=h.NOW)
         store.save(journal, phase="receipt_held", now=h.NOW)
         monkeypatch.undo()
@@ -430,3 +436,75 @@ def test_a_failed_stub_write_keeps_the_format_1_file(
     store.save(journal, phase="unbind_sent", now=h.NOW + 5)
     assert legacy.read_bytes() == original
     assert store.load(APP, SVC).phase == "unbind_sent"  # the log rules from now on
+
+
+def test_an_unsynced_record_is_on_file_and_the_next_save_syncs_both(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync=False writes the record (a crash of the process keeps it) without fdatasync;
+    the next synced save's one fdatasync covers it."""
+    synced: list[int] = []
+    real = journal_mod._fdatasync
+    monkeypatch.setattr(journal_mod, "_fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    with store.locked(APP, SVC):
+        journal = store.load(APP, SVC)
+        journal.termination_request = h.termination_request()
+        store.save(journal, phase="termination_sent", now=h.NOW)
+        assert len(synced) == 1 and not journal.unsynced
+        journal.receipt = h.receipt()
+        store.save(journal, phase="receipt_held", now=h.NOW + 1, sync=False)
+        assert len(synced) == 1 and journal.unsynced
+        assert [r.get("phase") for r in lines(store)][-1] == "receipt_held"
+        journal.unbind_request = h.unbind_request()
+        store.save(journal, phase="unbind_sent", now=h.NOW + 2)
+        assert len(synced) == 2 and not journal.unsynced
+    again = store.load(APP, SVC)
+    assert again.phase == "unbind_sent" and again.receipt == h.receipt()
+
+
+def test_flush_syncs_only_a_journal_with_a_waiting_record(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real = journal_mod._fdatasync
+    monkeypatch.setattr(journal_mod, "_fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    journal = run_to_revoked(store)
+    synced.clear()
+    store.flush(journal)  # everything is synced already: nothing to do
+    assert synced == []
+    journal.bundle_path = "/somewhere/bundle.json"
+    store.save(journal, phase="done", now=h.NOW + 4, sync=False)  # outside the lock
+    assert synced == [] and journal.unsynced
+    store.flush(journal)  # opens the log itself: the lock is not held
+    assert len(synced) == 1 and not journal.unsynced
+    store.flush(journal)
+    assert len(synced) == 1
+    assert store.load(APP, SVC).phase == "done"
+
+
+def test_load_under_the_lock_reads_through_the_held_descriptor(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No second open of the log to read it while the run holds its lock; same journal."""
+    run_to_revoked(store)
+    outside = store.load(APP, SVC)
+    with store.locked(APP, SVC):
+        opened = spy_opens(monkeypatch)
+        inside = store.load(APP, SVC)
+        monkeypatch.undo()
+    assert [p for p in opened if p.endswith(".journal")] == []
+    assert inside.fields() == outside.fields()
+    assert inside.history == outside.history
+    assert (inside.disk_end, inside.disk_size) == (outside.disk_end, outside.disk_size)
+
+
+def test_an_oversized_log_is_refused_under_the_lock_too(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_to_revoked(store)
+    size = store.path_for(APP, SVC).stat().st_size
+    monkeypatch.setattr(journal_mod, "MAX_JOURNAL_BYTES", size - 1)
+    with store.locked(APP, SVC), pytest.raises(JournalError, match="larger than"):
+        store.load(APP, SVC)
+    with pytest.raises(JournalError, match="larger than"):
+        store.load(APP, SVC)
