@@ -6,6 +6,7 @@ can normalize URLs without loading the HTTP stack.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import urllib.parse
 
@@ -15,6 +16,7 @@ _DEFAULT_PORTS = {"https": 443, "http": 80}
 MAX_URL_CHARS = 2048
 
 
+@functools.lru_cache(maxsize=64)  # asked for every request; a run meets a few hosts
 def is_loopback_host(host: str) -> bool:
     """True for ``localhost``, 127.0.0.0/8 and ``::1`` (the hosts plain HTTP may reach)."""
     host = host.lower().rstrip(".")
