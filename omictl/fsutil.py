@@ -180,29 +180,34 @@ def fsync_dir(path: Path) -> None:
     hundreds of files in one folder then pays for a few folder fsyncs instead of one each.
     """
     key = os.fspath(path)
-    with _DIR_SYNC:
-        state = _DIR_STATE.get(key)
-        if state is None:
-            state = _DIR_STATE[key] = _DirSync()
-        state.asked += 1
-        ticket = state.asked
-        while state.done < ticket:
-            if not state.running:
-                state.running = True
-                covers = state.asked  # every caller so far called before this fsync starts
-                break
-            _DIR_SYNC.wait()
-        else:
-            return  # an fsync that started after this call has finished
+    runner = synced = False
+    covers = 0
     try:
-        _fsync_dir_now(key)
-    finally:
         with _DIR_SYNC:
-            state.running = False
-            state.done = max(state.done, covers)
-            if state.done == state.asked:
-                del _DIR_STATE[key]  # nobody waits: the table stays as small as the work
-            _DIR_SYNC.notify_all()
+            state = _DIR_STATE.get(key) or _DirSync()
+            _DIR_STATE[key] = state
+            state.asked += 1
+            ticket = state.asked
+            while state.done < ticket:
+                if not state.running:
+                    runner = True
+                    state.running = True
+                    covers = state.asked  # all callers so far called before this fsync starts
+                    break
+                _DIR_SYNC.wait()
+            else:
+                return  # an fsync that started after this call has finished
+        _fsync_dir_now(key)
+        synced = True
+    finally:
+        if runner:  # whatever happened, hand over: the next waiter runs an fsync itself
+            with _DIR_SYNC:
+                state.running = False
+                if synced:  # only a finished fsync covers anyone (not an interrupted one)
+                    state.done = max(state.done, covers)
+                if state.done == state.asked and _DIR_STATE.get(key) is state:
+                    del _DIR_STATE[key]  # nobody waits: the table stays as small as the work
+                _DIR_SYNC.notify_all()
 
 
 class _DirSync:

@@ -110,3 +110,41 @@ def test_a_lone_folder_fsync_really_syncs(tmp_path: Path, monkeypatch: pytest.Mo
     fsync_dir(tmp_path)  # a later call is never covered by an earlier fsync
     assert seen == [str(tmp_path), str(tmp_path)]
     fsync_dir(tmp_path / "missing")  # best effort: a folder that is gone is no error
+
+
+def test_an_interrupted_folder_fsync_covers_nobody(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner's fsync is interrupted: waiters must not take it as done; one of them
+    runs its own, and the folder's state is cleaned up."""
+    real: list[int] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def fsync(path: str) -> None:
+        if not started.is_set():
+            started.set()
+            release.wait(5)
+            raise KeyboardInterrupt  # not an OSError: not swallowed
+        real.append(1)
+
+    monkeypatch.setattr(fsutil, "_fsync_dir_now", fsync)
+    failures: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            fsync_dir(tmp_path)
+        except KeyboardInterrupt as exc:
+            failures.append(exc)
+
+    runner = threading.Thread(target=first)
+    runner.start()
+    assert started.wait(5)
+    waiter = threading.Thread(target=fsync_dir, args=(tmp_path,))
+    waiter.start()
+    time.sleep(0.05)  # the waiter now waits on the runner's fsync
+    release.set()
+    runner.join(5)
+    waiter.join(5)
+    assert len(failures) == 1 and real == [1]  # the waiter ran a real fsync of its own
+    assert fsutil._DIR_STATE == {}

@@ -13,14 +13,14 @@ Steps, in order, each reported as a :class:`StepEvent` (this module never prints
 ``archive``        write the evidence bundle (as soon as the record verifies);
 ``check_revoked``  re-read the binding: REVOKED.
 
-Every step is journalled before and after (:mod:`omictl.workflow.journal`), so a re-run
-resumes: a held receipt is reused and the provider never sees a second DELETE once a
-verified receipt is held.
+Every step is journalled (:mod:`omictl.workflow.journal`), and every record is on disk
+before the request it announces leaves and before a run ends, so a re-run resumes: a held
+receipt is reused and the provider never sees a second DELETE once a verified receipt is
+held.
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -581,6 +581,14 @@ class _Run:
         t, j = self.t, self.journal
         self.result.already_revoked = True
         self.result.status = "REVOKED"
+        if self.d.dry_run:  # a dry run sends and writes nothing, not even to recover evidence
+            would = ""
+            if j.revocation_record is None and j.phase == "unbind_sent":
+                would = "; a real run would ask the registry again for its signed record"
+            elif j.revocation_record is not None and j.phase != "done":
+                would = "; a real run would write the evidence bundle"
+            self.emit("check_revoked", "done", f"dry run: already REVOKED, nothing sent{would}")
+            return self.result
         if j.revocation_record is None and j.phase == "unbind_sent":
             # Our own unbind landed but we died before recording the answer. Asking again
             # is harmless now (the registry answers already_revoked with the signed record)
@@ -726,9 +734,16 @@ def decommission(target: Target, deps: Deps) -> Result:
             try:
                 # after waiting for another run, the listing's binding may be stale: re-read it
                 result = run.run(app, registry_key, use_known=not waited)
-            except BaseException:
-                with contextlib.suppress(OmictlError):  # the run's own error says more
+            except BaseException as exc:
+                try:
                     deps.journals.flush(run.journal)
+                except OmictlError as unsynced:  # the run's own error stays the error
+                    if isinstance(exc, OmictlError):
+                        exc.details["journal_not_synced"] = unsynced.message
+                        exc.hint = (exc.hint + "; " if exc.hint else "") + (
+                            f"careful: the journal's last record may not be on disk "
+                            f"({unsynced.message})"
+                        )
                 raise
             deps.journals.flush(run.journal)  # no-op: the last record of a run is synced
             return result

@@ -2,13 +2,15 @@
 
 One append-only log per (app, service): ``<home>/state/<app_id>/<service_id>.journal``,
 JSON Lines. The first line is a header (format, version, ids); every later line is one
-step's record, ``{"phase", "at", "note"?, "set": {changed fields}}``, appended and
-``fdatasync``-ed before and after every step (:meth:`JournalStore.save`). Replaying the
-lines gives the journal. A write cut short by a crash or power loss can only leave an
-unfinished end: bytes after the last newline, or a last line with NUL bytes (the new length
-persisted before the data). That is ignored on reading (the journal is then what it was
-before that write) and cut off before the next append, a copy kept as
-``<name>.torn-<offset>-<ns>``. Damage anywhere else is refused, never guessed at.
+step's record, ``{"phase", "at", "note"?, "set": {changed fields}}``, appended
+(:meth:`JournalStore.save`) and ``fdatasync``-ed before the request it announces leaves
+and before the run ends (a record may share the next one's fdatasync,
+``save(sync=False)``). Replaying the lines gives the journal. A write cut short by a crash
+or power loss can only leave an unfinished end: bytes after the last newline, or a line
+with NUL bytes (the new length persisted before the data) and whatever follows it. That is
+ignored on reading (the journal is then what it was before that write) and cut off before
+the next append, a copy kept as ``<name>.torn-<offset>-<ns>``. Damage anywhere else is
+refused, never guessed at.
 
 Appending keeps the guarantee of the former whole-file rewrites (each record is on disk
 before the step it announces, and a reader sees the old or the new state, never a mix)
@@ -237,9 +239,11 @@ def _replay(raw: bytes, *, path: Path, app_id: str, service_id: str) -> Journal:
     """The journal a log holds.
 
     A torn write can only leave the end of the log unfinished: bytes after the last
-    newline, or a last line holding NUL bytes (a power cut can persist the new length
-    before the data). Those are left out, and the journal is what it was before that
-    write. Any other unreadable line is damage, refused with :class:`JournalError`. A log
+    newline, or a line holding NUL bytes (a power cut can persist the new length before
+    the data) and every line after it (two records can share one fdatasync, and a later
+    block may reach the disk before an earlier one). Those are left out, and the journal
+    is what it was before that write. Any other unreadable line is damage, refused with
+    :class:`JournalError`. A log
     with a header but no record yet counts as empty (its first write was cut short), so
     the next write starts it over and a format-1 journal beside it still rules.
     """
@@ -253,8 +257,12 @@ def _replay(raw: bytes, *, path: Path, app_id: str, service_id: str) -> Journal:
         try:
             record = parse_json(line, what=f"{path} line {number + 1}", error=JournalError)
         except JournalError:
-            if number == len(lines) - 1 and b"\x00" in line:
-                break  # a torn final record: the journal is what it was before it
+            if b"\x00" in line:
+                # Blocks that never reached the disk read back as NUL bytes: the fdatasync
+                # covering this record never returned, so neither this record nor any after
+                # it (written later, covered by the same or a later fdatasync) was relied
+                # on. They are a torn end: the journal is what it was before this record.
+                break
             raise JournalError(f"{path} line {number + 1} is damaged", hint=hint) from None
         if number == 0:
             _check_header(record, path=path, app_id=app_id, service_id=service_id)
@@ -456,7 +464,8 @@ class JournalStore:
         with self._held_lock:
             held = self._held.get(path)
         try:
-            fd = os.open(path, _LOG_FLAGS, PRIVATE_FILE_MODE) if held is None else held
+            # never O_CREAT: a log that vanished must not come back empty and "synced"
+            fd = os.open(path, os.O_RDWR | _NOFOLLOW) if held is None else held
             try:
                 _fdatasync(fd)
             finally:

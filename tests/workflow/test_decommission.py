@@ -566,3 +566,58 @@ def test_a_failed_bundle_write_still_syncs_the_revocation_record(
     timeline.check()
     journal = JournalStore(tmp_path / "state").load(APP_ID, SERVICE)
     assert journal.phase == "revoked" and journal.revocation_record is not None
+
+
+def test_a_dry_run_of_a_revoked_binding_never_sends_or_writes(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """Journal at unbind_sent (our unbind landed, its answer was lost), binding REVOKED: a
+    real run asks the registry again for the record; a dry run only says it would."""
+    Crash = RuntimeError
+
+    class LosesTheAnswer(FakeRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            super().unbind(app_id, service_id, sign=sign)
+            raise Crash("the answer was lost")
+
+    with pytest.raises(Crash):
+        decommission(
+            Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=LosesTheAnswer(world))
+        )
+    journal_path = JournalStore(tmp_path / "state").path_for(APP_ID, SERVICE)
+    before = journal_path.read_bytes()
+    sent = len(world.unbinds)
+    events: list[StepEvent] = []
+    result = decommission(
+        Target(APP_ID, SERVICE),
+        make_deps(world, tmp_path, dry_run=True, events_list=events),
+    )
+    assert result.status == "REVOKED"
+    assert len(world.unbinds) == sent  # nothing sent
+    assert journal_path.read_bytes() == before  # nothing written
+    assert not (tmp_path / "receipts").exists()
+    assert "a real run would ask the registry again" in events[-1].message
+    real = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert real.bundle is not None and len(world.unbinds) == sent + 1
+
+
+def test_a_journal_that_cannot_be_synced_is_named_in_the_error(
+    world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import omictl.workflow.journal as journal_mod
+    from omictl.errors import RemoteUnavailable
+
+    class Unreachable(FakeRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            def broken(fd: int) -> None:
+                raise OSError(5, "Input/output error")
+
+            monkeypatch.setattr(journal_mod, "_fdatasync", broken)  # from now on
+            raise RemoteUnavailable("connection refused (fake), before any signing")
+
+    with pytest.raises(PartiallyDone) as info:
+        decommission(
+            Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=Unreachable(world))
+        )
+    assert "Input/output error" in info.value.details["journal_not_synced"]
+    assert "may not be on disk" in (info.value.hint or "")

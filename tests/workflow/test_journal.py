@@ -508,3 +508,35 @@ def test_an_oversized_log_is_refused_under_the_lock_too(
         store.load(APP, SVC)
     with pytest.raises(JournalError, match="larger than"):
         store.load(APP, SVC)
+
+
+def test_nul_bytes_in_a_record_that_shared_an_fdatasync_end_the_log_there(
+    store: JournalStore,
+) -> None:
+    """receipt_held and unbind_sent share one fdatasync: a power cut during it can persist
+    the later block and not the earlier one. Both records are then a torn end (the unbind
+    never left: it waits for that fdatasync), and a re-run resumes from termination_sent."""
+    run_to_revoked(store)
+    path = store.path_for(APP, SVC)
+    raw = path.read_bytes().splitlines(keepends=True)
+    header_and_first = b"".join(raw[:2])  # header + termination_sent
+    torn = b"\x00" * (len(raw[2]) - 1) + b"\n" + raw[3]  # receipt_held lost, unbind_sent not
+    path.write_bytes(header_and_first + torn)
+    journal = store.load(APP, SVC)
+    assert journal.phase == "termination_sent"
+    assert journal.receipt is None and journal.unbind_request is None
+    journal.receipt = h.receipt()
+    store.save(journal, phase="receipt_held", now=h.NOW + 9)
+    assert path.read_bytes().startswith(header_and_first)
+    assert [r.get("phase") for r in lines(store)][-1] == "receipt_held"
+    kept = list(path.parent.glob(f"{path.name}.torn-{len(header_and_first)}-*"))
+    assert [p.read_bytes() for p in kept] == [torn]
+
+
+def test_flush_never_recreates_a_log_that_vanished(store: JournalStore) -> None:
+    journal = run_to_revoked(store)
+    store.save(journal, phase="done", now=h.NOW + 4, sync=False)
+    store.path_for(APP, SVC).unlink()
+    with pytest.raises(JournalError, match="cannot write"):
+        store.flush(journal)
+    assert not store.path_for(APP, SVC).exists()
