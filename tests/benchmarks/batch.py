@@ -97,6 +97,18 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def omictl_env(home: str, registry_url: str, seed: bytes, **extra: str) -> dict[str, str]:
+    """The environment omictl runs in: a fresh home, the sandbox as registry, the key as
+    ``env:VAR`` (the seed goes in the environment, never in argv)."""
+    return _env(
+        OMICTL_HOME=home,
+        OMICTL_REGISTRY=registry_url,
+        OMICTL_KEY=f"env:{SEED_VAR}",
+        **{SEED_VAR: seed.hex()},
+        **extra,
+    )
+
+
 def run_child(cmd: list[str], env: dict[str, str], stdin: bytes = b"") -> Child:
     """Run ``cmd`` to completion; its output goes through files (no pipe to drain)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -143,13 +155,7 @@ def run_omictl(
     # an ext4 without a journal, which scans recently freed inodes for about 30 s.
     home = tempfile.mkdtemp(prefix="run-", dir=tmpdir)
     with start_sandbox(master_public_key=master.public_key, services=services) as sandbox:
-        env = _env(
-            OMICTL_HOME=home,
-            OMICTL_REGISTRY=sandbox.registry_url,
-            OMICTL_KEY=f"env:{SEED_VAR}",
-            OMICTL_BENCH_WITHOUT=without,
-            **{SEED_VAR: seed.hex()},  # the seed goes in the environment, never in argv
-        )
+        env = omictl_env(home, sandbox.registry_url, seed, OMICTL_BENCH_WITHOUT=without)
         entry = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "without.py")]
         cmd = [sys.executable, *(entry if without else ["-m", "omictl"])]
         cmd += ["-o", "json", "decommission", sandbox.app_id]

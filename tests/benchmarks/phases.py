@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from batch import SEED_VAR, _env, run_baseline  # the same environment as batch.py
+from batch import omictl_env, run_baseline  # the same environment as batch.py
 
 
 def one_run(seed: bytes, services: int, concurrency: int, tmpdir: str) -> dict[str, float]:
@@ -48,13 +48,8 @@ def one_run(seed: bytes, services: int, concurrency: int, tmpdir: str) -> dict[s
     marks_file = os.path.join(tmpdir, f"phases-{secrets.token_hex(4)}.json")
     home = tempfile.mkdtemp(prefix="run-", dir=tmpdir)
     with start_sandbox(master_public_key=Signer(seed).public_key, services=services) as box:
-        env = _env(
-            OMICTL_HOME=home,
-            OMICTL_REGISTRY=box.registry_url,
-            OMICTL_KEY=f"env:{SEED_VAR}",
-            OMICTL_BENCH_WITHOUT="",
-            OMICTL_BENCH_PHASES=marks_file,
-            **{SEED_VAR: seed.hex()},
+        env = omictl_env(
+            home, box.registry_url, seed, OMICTL_BENCH_WITHOUT="", OMICTL_BENCH_PHASES=marks_file
         )
         cmd = [sys.executable, os.path.join(here, "without.py"), "-o", "json", "decommission"]
         cmd += [box.app_id, "--all", "--yes", "--concurrency", str(concurrency)]
