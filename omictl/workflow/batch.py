@@ -6,6 +6,7 @@ of the results (:func:`worst_exit_code`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omictl.core.envelope import parse_json
-from omictl.errors import ExitCode, OmictlError, RemoteUnavailable, UsageError
+from omictl.errors import OmictlError, RemoteUnavailable, UsageError
 from omictl.fsutil import read_capped
 from omictl.workflow.decommission import (
     Deps,
@@ -130,19 +131,14 @@ def run_batch(
             partial = exc.details.get("result")
             result = _result_from_error(target, exc, partial)
         except Exception as exc:  # a bug in one service must not sink the batch
-            result = Result(
-                app_id=target.app_id,
-                service_id=target.service_id,
-                status="FAILED",
-                exit_code=int(ExitCode.INTERNAL),
-                error={
-                    "code": "internal_error",
-                    "message": f"internal error: {type(exc).__name__}: {exc}",
-                    "exit_code": int(ExitCode.INTERNAL),
-                },
-            )
+            internal = OmictlError(f"internal error: {type(exc).__name__}: {exc}")
+            # what the run did before the bug (receipt, record, bundle) stays in its result
+            result = _result_from_error(target, internal, getattr(exc, "omictl_partial", None))
         if on_result is not None:
-            on_result(result)
+            # progress only: a closed stderr (BrokenPipeError) or a bug in the printer
+            # must not stop the other services or lose the batch's results
+            with contextlib.suppress(Exception):
+                on_result(result)
         return result
 
     with ThreadPoolExecutor(

@@ -21,6 +21,7 @@ held.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omictl.core.appid import parse_app_id, validate_service_id
-from omictl.core.envelope import Envelope, Signer, key_id, sign_envelope
+from omictl.core.envelope import Envelope, Signer, key_id, sign_envelope, to_hex
 from omictl.core.evidence import build_bundle
 from omictl.core.messages import (
     DATA_HANDLING,
@@ -44,6 +45,7 @@ from omictl.core.messages import (
 )
 from omictl.errors import (
     Aborted,
+    ExitCode,
     OmictlError,
     PartiallyDone,
     ProtocolError,
@@ -389,7 +391,18 @@ class _Run:
             self.save("done", note="already revoked; no signed record")
             return False
         sent = self.journal.receipt["data"].get("receipt_id") if self.journal.receipt else None
-        if record.receipt_id != sent and self.via_conflict:
+        refused = self.journal.rejected_record
+        if refused is not None and refused.get("signature") == to_hex(record.envelope.signature):
+            # the record refused when it answered our own unbind (below), now in a 409:
+            # still not evidence of our revocation, whatever path it comes by
+            raise VerificationError(
+                f"the registry again presents the revocation record omictl refused before: "
+                f"it names receipt {shown(record.receipt_id)}, our unbind carried {shown(sent)}",
+                code="invalid_record",
+                hint="report this to the registry operator; the record was not accepted",
+            )
+        ours = record.receipt_id == sent
+        if not ours and self.via_conflict:
             # Revoked by another request (a colleague's --skip-provider, the registry's
             # console): CLI.md calls an already revoked binding a success. The record is
             # genuine (pinned key) but not ours, so no bundle pairs it with our receipt.
@@ -403,8 +416,11 @@ class _Run:
             )
             self.save("done", note="revoked by another request")
             return False
-        if record.receipt_id != sent:
-            # the evidence bundle must verify offline (core.evidence checks this very link)
+        if not ours:
+            # the evidence bundle must verify offline (core.evidence checks this very link);
+            # kept, so that the same record coming back in a 409 is refused too
+            self.journal.rejected_record = record.envelope.to_json()
+            self.save("unbind_sent", note="revocation record refused: it names another receipt")
             raise VerificationError(
                 f"the registry's revocation record names receipt {shown(record.receipt_id)}, "
                 f"but the unbind request carried {shown(sent)}",
@@ -431,6 +447,15 @@ class _Run:
                 "the revocation stands)",
             )
         return True
+
+    def keep_receipt(self) -> None:
+        """Put the journal's evidence (receipt, revocation record) in the result: a failed
+        run still names what it holds."""
+        if self.journal.receipt is not None:
+            self.result.receipt = self.journal.receipt
+            self.result.receipt_id = self.journal.receipt["data"].get("receipt_id")
+        if self.journal.revocation_record is not None:
+            self.result.revocation_record = self.journal.revocation_record
 
     def check_revoked(self) -> None:
         t, d = self.t, self.d
@@ -488,9 +513,13 @@ class _Run:
         if binding.status == "REVOKED":
             return self.already_revoked(app, binding, registry_key)
         if j.phase in ("revoked", "done"):
+            kept = (
+                "holds a signed revocation of"
+                if j.revocation_record is not None
+                else "recorded the revocation of"  # a 409 without a record, another request's
+            )
             raise VerificationError(
-                f"this machine holds a signed revocation of {t.service_id}, yet the registry "
-                "lists it ACTIVE",
+                f"this machine {kept} {t.service_id}, yet the registry lists it ACTIVE",
                 hint="report this to the registry operator; if the registry was deliberately "
                 f"reset, make sure no other omictl run is on this service, then move "
                 f"{d.journals.path_for(t.app_id, t.service_id)} aside",
@@ -581,6 +610,7 @@ class _Run:
         t, j = self.t, self.journal
         self.result.already_revoked = True
         self.result.status = "REVOKED"
+        self.keep_receipt()  # a receipt held from an earlier run is still reported
         if self.d.dry_run:  # a dry run sends and writes nothing, not even to recover evidence
             would = ""
             if j.revocation_record is None and j.phase == "unbind_sent":
@@ -755,8 +785,13 @@ def decommission(target: Target, deps: Deps) -> Result:
         )
         run.result.exit_code = int(exc.exit_code)
         run.result.error = exc.to_json()
-        if run.journal.receipt is not None:
-            run.result.receipt = run.journal.receipt
-            run.result.receipt_id = run.journal.receipt["data"].get("receipt_id")
+        run.keep_receipt()
         exc.details.setdefault("result", run.result.to_json())
+        raise
+    except Exception as exc:  # a bug: a batch still reports what was done (receipt, bundle)
+        run.result.status = "FAILED"
+        run.result.exit_code = int(ExitCode.INTERNAL)
+        run.keep_receipt()
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.omictl_partial = run.result.to_json()  # type: ignore[attr-defined]
         raise

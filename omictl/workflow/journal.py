@@ -74,9 +74,13 @@ _OBJECT_FIELDS = (
     "rejected_receipt",
     "unbind_request",
     "revocation_record",
+    "rejected_record",
 )
 _TEXT_FIELDS = ("data_handling", "rejection_reason", "bundle_path")
 FIELDS = ("data_handling", "skip_provider", *_OBJECT_FIELDS, "rejection_reason", "bundle_path")
+#: ``rejected_record``: a revocation record the registry answered our unbind with that did
+#: not name our receipt (refused, exit 5); should it come back later (in a 409), it is
+#: refused again instead of being taken for another request's revocation.
 _RECORD_KEYS = frozenset({"phase", "at", "note", "set"})
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
@@ -147,6 +151,7 @@ class Journal:
     rejection_reason: str | None = None
     unbind_request: dict[str, Any] | None = None
     revocation_record: dict[str, Any] | None = None
+    rejected_record: dict[str, Any] | None = None
     bundle_path: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     # What the log on disk holds: each field's value (a private copy, never the live object)

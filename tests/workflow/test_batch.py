@@ -310,3 +310,52 @@ def test_a_reporting_bug_does_not_turn_exit_5_into_exit_1(tmp_path: Path, four: 
 
     results = run_four(tmp_path, registry, four, events=events)
     assert [r.exit_code for r in results] == [0, 0, 5, 0]
+
+
+def test_a_failing_progress_callback_neither_stops_nor_loses_the_batch(
+    tmp_path: Path, four: FakeWorld
+) -> None:
+    """on_result prints progress; a closed stderr (BrokenPipeError) under it must not
+    cancel the queued services or lose the results list."""
+    seen: list[str] = []
+
+    def on_result(result: Result) -> None:
+        seen.append(result.service_id)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    results = run_batch(
+        [Target(APP_ID, s) for s in SERVICES],
+        lambda t: make_deps(four, tmp_path, known_binding=four.binding(t.service_id)),
+        concurrency=2,
+        on_result=on_result,
+    )
+    assert [r.status for r in results] == ["REVOKED"] * len(SERVICES)
+    assert sorted(seen) == sorted(SERVICES)
+    assert all(four.status[s] == "REVOKED" for s in SERVICES)
+
+
+def test_a_bug_after_the_archive_keeps_the_evidence_in_the_result(
+    tmp_path: Path, four: FakeWorld
+) -> None:
+    """A non-omictl exception (a bug) after the bundle is written: that service is FAILED
+    with exit 1, but its result still names the receipt, the record and the bundle."""
+    victim = SERVICES[1]
+
+    def events(event: Any) -> None:
+        if event.service_id == victim and event.step == "archive" and event.status == "done":
+            raise ValueError("a bug in a progress printer")
+
+    results = run_batch(
+        [Target(APP_ID, s) for s in SERVICES],
+        lambda t: make_deps(
+            four, tmp_path, known_binding=four.binding(t.service_id), events=events
+        ),
+        concurrency=2,
+    )
+    broken = results[1]
+    assert (broken.status, broken.exit_code) == ("FAILED", 1)
+    assert broken.error is not None and "ValueError" in broken.error["message"]
+    assert broken.receipt_id == four.receipts[victim]["data"]["receipt_id"]
+    assert broken.revocation_record is not None
+    assert broken.bundle is not None and Path(broken.bundle).is_file()
+    assert [r.status for i, r in enumerate(results) if i != 1] == ["REVOKED"] * 3

@@ -621,3 +621,81 @@ def test_a_journal_that_cannot_be_synced_is_named_in_the_error(
         )
     assert "Input/output error" in info.value.details["journal_not_synced"]
     assert "may not be on disk" in (info.value.hint or "")
+
+
+class _Registry409(FakeRegistry):
+    """PROTOCOL.md: an unbind of a REVOKED binding answers 409 already_revoked with the
+    stored record. ``wrong_receipt`` makes the registry's own 200 answer name another
+    receipt (a misbehaving registry)."""
+
+    wrong_receipt = False
+
+    def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+        from omictl.core.messages import verify_revocation_record
+        from omictl.errors import RemoteRejected
+        from omictl.transport.registry import AlreadyRevoked
+
+        if self.w.status[service_id] == "REVOKED":
+            self.w.unbinds.append(sign().to_json())
+            raw = self.w.records[service_id]
+            record = verify_revocation_record(
+                raw, registry_public_key=self.registry_key(), app_id=APP_ID, service_id=service_id
+            )
+            problem = RemoteRejected(
+                "already revoked", status=409, problem_type="urn:omi:error:already_revoked"
+            )
+            raise AlreadyRevoked(problem, record=record)
+        if not self.wrong_receipt:
+            return super().unbind(app_id, service_id, sign=sign)
+        self.w.unbinds.append(sign().to_json())
+        return self.revoke(service_id, "RCPT-not-yours")
+
+
+def test_a_record_refused_once_is_refused_again_when_it_comes_back_in_a_409(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """Run 1: the registry's answer names another receipt: exit 5. Run 2: the binding is
+    REVOKED, the unbind is answered 409 with that same record; it must not now pass as
+    'revoked by another request' (exit 0)."""
+    registry = _Registry409(world)
+    registry.wrong_receipt = True
+    for _ in range(2):
+        with pytest.raises(VerificationError) as info:
+            decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=registry))
+        assert info.value.exit_code == ExitCode.VERIFICATION
+    assert "refused before" in info.value.message
+    journal = JournalStore(tmp_path / "state").load(APP_ID, SERVICE)
+    assert journal.phase == "unbind_sent" and journal.revocation_record is None
+    assert journal.rejected_record is not None
+    assert not (tmp_path / "receipts").exists()  # no bundle pairs our receipt with it
+
+
+def test_another_requests_record_in_a_409_is_still_a_success(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """The rejected-record memory does not touch the legitimate case: revoked by someone
+    else (no receipt) while our unbind was on its way."""
+    registry = _Registry409(world)
+    registry.revoke(SERVICE, None)  # the console, before our unbind
+    world.status[SERVICE] = "ACTIVE"  # ...as our listing still saw it
+    deps = make_deps(world, tmp_path, registry=registry, known_binding=world.binding(SERVICE))
+    world.status[SERVICE] = "REVOKED"
+    result = decommission(Target(APP_ID, SERVICE), deps)
+    assert result.status == "REVOKED" and result.already_revoked and result.bundle is None
+
+
+def test_a_held_receipt_is_reported_when_someone_else_revoked_the_binding(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    from omictl.errors import RemoteUnavailable
+
+    class Gone(FakeRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            raise RemoteUnavailable("connection refused (fake)")
+
+    with pytest.raises(PartiallyDone):
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=Gone(world)))
+    FakeRegistry(world).revoke(SERVICE, None)  # the console revokes it meanwhile
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert result.status == "REVOKED" and result.already_revoked
+    assert result.receipt_id == world.receipts[SERVICE]["data"]["receipt_id"]
