@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from omictl.cli.app import Invocation
@@ -44,3 +48,29 @@ def load_key(inv: Invocation, ref: str | None, passphrase_file: Path | None) -> 
         passphrases=PassphraseSource(passphrase_file=passphrase_file),
         warn=inv.out.warn,
     )
+
+
+@contextlib.contextmanager
+def stop_on_signals(
+    *, on_stop: Callable[[], None] | None = None, again_interrupts: bool = False
+) -> Iterator[threading.Event]:
+    """An event set by the first SIGINT or SIGTERM (``on_stop`` runs then); with
+    ``again_interrupts`` a second one raises :class:`KeyboardInterrupt` (stop at once).
+    The previous handlers come back on exit. Main thread only (``signal.signal``)."""
+    import signal
+
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and again_interrupts:
+            raise KeyboardInterrupt
+        stop.set()
+        if on_stop is not None:
+            on_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

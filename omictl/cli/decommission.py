@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from omictl.cli.app import Invocation, get_invocation
-from omictl.cli.common import ask, load_key, stdin_is_tty
-from omictl.cli.output import render_error
+from omictl.cli.common import ask, load_key, stdin_is_tty, stop_on_signals
+from omictl.cli.output import Output, render_error
 from omictl.cli.render import StepPrinter, render_plan, result_text, summary_json
 from omictl.errors import OmictlError, UsageError, json_text
 
@@ -279,6 +279,26 @@ def _run_single(
     _render_result(inv, result)
 
 
+@contextlib.contextmanager
+def _stop_on_signal(out: Output) -> Iterator[threading.Event | None]:
+    """During a batch, the first Ctrl-C or SIGTERM (a cancelled CI job, ``timeout``,
+    Kubernetes) sets the yielded event: nothing more starts, the services in flight
+    finish, and the results are printed. A second one stops at once (exit 130, as
+    before). Only the main thread can install handlers; elsewhere this yields None."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+
+    def say() -> None:
+        out.info(
+            "omictl: stopping: no new service starts; waiting for those in flight "
+            "(press Ctrl-C again to stop now)"
+        )
+
+    with stop_on_signals(on_stop=say, again_interrupts=True) as stop:
+        yield stop
+
+
 def _render_result(inv: Invocation, result: Result) -> None:
     out = inv.out
     if out.json_mode:
@@ -303,7 +323,7 @@ def _run_many(
     dry_run: bool,
     insecure: bool,
 ) -> None:
-    from omictl.workflow.batch import run_batch, worst_exit_code
+    from omictl.workflow.batch import BatchInterrupted, run_batch, worst_exit_code
     from omictl.workflow.decommission import Deps, Target
     from omictl.workflow.session import (
         open_session,
@@ -389,13 +409,27 @@ def _run_many(
                 registry_url=session.registry_url,
                 events=printer,
                 confirm=None,
+                consent="--yes" if yes else "the count typed at the batch's prompt",
                 dry_run=dry_run,
                 known_binding=listed.get((target.app_id, target.service_id)),
             )
 
-        results = run_batch(
-            targets, deps_for, concurrency=settings.concurrency, on_result=on_result
-        )
+        try:
+            with _stop_on_signal(out) as stop:
+                results = run_batch(
+                    targets,
+                    deps_for,
+                    concurrency=settings.concurrency,
+                    on_result=on_result,
+                    stop=stop,
+                )
+        except BatchInterrupted as exc:  # report what was done, then exit 130
+            results = exc.results
+            skipped = sum(r.status == "ABORTED" for r in results)
+            out.info(
+                f"omictl: interrupted: the services in flight finished; {skipped} of "
+                f"{len(results)} not started (re-run the same command to go on)"
+            )
     code = worst_exit_code([r.exit_code for r in results])
     if out.json_mode:
         out.emit_json(summary_json(results, code))

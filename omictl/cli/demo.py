@@ -69,6 +69,7 @@ def demo_command(
                     registry_url=session.registry_url,
                     events=StepPrinter(out),
                     confirm=None,
+                    consent="the demo: its own sandbox only",
                 )
                 result = decommission(Target(sandbox.app_id, service_id), deps)
                 remaining = session.registry.list_services(sandbox.app_id, active_only=True)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from omictl.cli.app import get_invocation
+from omictl.cli.common import stop_on_signals
 from omictl.cli.output import Output
 
 if TYPE_CHECKING:
@@ -72,7 +68,7 @@ def sandbox(
         state=state,
         reset=reset,
     )
-    with running, _stop_on_signals() as stop:
+    with running, stop_on_signals() as stop:
         _log_requests_to_stderr()
         _announce(inv.out, running)  # after the handlers: a signal right after it is clean
         while not stop.wait(0.5):
@@ -131,20 +127,3 @@ def _log_requests_to_stderr() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM (either is a clean stop, exit 0); the previous
-    handlers come back on exit."""
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -7,8 +7,9 @@ of the results (:func:`worst_exit_code`).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,9 @@ MAX_PLAN_ENTRIES = 10_000
 #: How bad each exit code is, for "the exit code is the worst of the results":
 #: a bug, then anything that failed verification, then usage/key problems, then remote
 #: rejections and outages, then an abort, then "partly done, re-run to resume".
-_SEVERITY = {0: 0, 8: 1, 7: 2, 6: 3, 4: 4, 3: 5, 2: 6, 5: 7, 1: 8}
+_SEVERITY = {0: 0, 8: 1, 7: 2, 130: 2, 6: 3, 4: 4, 3: 5, 2: 6, 5: 7, 1: 8}
+#: The exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT = 130
 
 
 def worst_exit_code(codes: Sequence[int]) -> int:
@@ -105,6 +108,7 @@ def run_batch(
     *,
     concurrency: int,
     on_result: Callable[[Result], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[Result]:
     """Decommission ``targets`` with up to ``concurrency`` at once; results in input order.
 
@@ -124,6 +128,8 @@ def run_batch(
     defer = len(targets) > 1
 
     def one(target: Target) -> Result:
+        if stop is not None and stop.is_set():
+            return _not_started(target)  # stopping: nothing starts after the signal
         try:
             deps = replace(deps_for(target), confirm=None, defer_check=defer)
             result = decommission(target, deps)
@@ -144,7 +150,14 @@ def run_batch(
     with ThreadPoolExecutor(
         max_workers=min(concurrency, len(targets)) or 1, thread_name_prefix="omictl"
     ) as pool:
-        results = list(pool.map(one, targets))
+        futures = [pool.submit(one, target) for target in targets]
+        if stop is not None:
+            pending = set(futures)
+            while pending and not stop.is_set():
+                pending = wait(pending, timeout=0.2).not_done  # returns as soon as all are done
+            if stop.is_set():
+                raise BatchInterrupted(_after_stop(futures, targets))
+        results = [future.result() for future in futures]
         try:
             recheck_revoked(targets, results, deps_for, map_=pool.map)
         except Exception as exc:  # a bug must not lose the results of a finished batch
@@ -152,6 +165,54 @@ def run_batch(
                 if result.check_pending:
                     _settle_quietly(result, _internal(exc))
     return results
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_batch`: the services in flight finished, none was started
+    after it. ``results`` holds every target's result, in input order; those never started
+    are ``ABORTED`` (exit 130)."""
+
+    def __init__(self, results: list[Result]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+
+
+def _after_stop(futures: Sequence[Future[Result]], targets: Sequence[Target]) -> list[Result]:
+    """The results once ``stop`` is set: queued services are cancelled (never started),
+    those in flight finish (each is at a step its journal resumes from anyway)."""
+    for future in futures:
+        future.cancel()
+    wait(futures)
+    results = [
+        _not_started(target) if future.cancelled() else future.result()
+        for future, target in zip(futures, targets, strict=True)
+    ]
+    for result in results:
+        if result.check_pending:  # no re-read after an interrupt
+            result.check_pending = False
+            result.steps.append(
+                {
+                    "step": "check_revoked",
+                    "status": "skipped",
+                    "message": "interrupted before the bindings were re-read",
+                }
+            )
+    return results
+
+
+def _not_started(target: Target) -> Result:
+    return Result(
+        app_id=target.app_id,
+        service_id=target.service_id,
+        data_handling=target.data_handling,
+        status="ABORTED",
+        exit_code=INTERRUPTED_EXIT,
+        error={
+            "code": "interrupted",
+            "message": "not started: the batch was interrupted (Ctrl-C); nothing was sent",
+            "exit_code": INTERRUPTED_EXIT,
+        },
+    )
 
 
 def recheck_revoked(

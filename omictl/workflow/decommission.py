@@ -194,8 +194,10 @@ class Deps:
     archive: Archive
     registry_url: str
     events: Callable[[StepEvent], None] = lambda event: None
-    #: asked once the plan is known; None means consent was given up front (--yes)
+    #: asked once the plan is known; None means consent was given up front, as ``consent``
+    #: says (shown in the confirm step)
     confirm: Callable[[Plan], bool] | None = None
+    consent: str = "--yes"
     clock: Callable[[], int] = unix_now
     nonce: Callable[[], str] = new_nonce
     endpoint_override: str | None = None
@@ -560,7 +562,11 @@ class _Run:
                 raise Aborted("declined at the confirmation prompt; nothing was sent")
             self.emit("confirm", "done", "confirmed")
         else:
-            self.emit("confirm", "skipped", "consent given up front (--yes); no prompt")
+            self.emit(
+                "confirm",
+                "skipped",
+                f"consent given up front ({d.consent}); no prompt",
+            )
 
         receipt: Receipt | None = None
         if j.receipt is not None:

@@ -4,6 +4,7 @@ the master-key check and the registry pin check must still stop every service.""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
@@ -63,3 +64,55 @@ def test_first_contact_pin_is_reported_once_per_batch(e2e: E2E) -> None:
     res = e2e.cli("decommission", e2e.app_id, "--all", "--yes", "--concurrency", "8")
     assert res.code == 0, res.err
     assert res.err.count("first contact with") == 1
+
+
+def test_ctrl_c_in_a_batch_still_prints_the_results_document(
+    e2e: E2E, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-o json --all interrupted: one JSON document with every service (ABORTED for the
+    ones never started), exit 130, and a line on stderr saying what happened."""
+    from omictl.workflow import batch
+
+    real = batch.run_batch
+
+    def interrupted(targets: Any, deps_for: Any, **kw: Any) -> Any:
+        done = real(targets[:1], deps_for, **kw)
+        raise batch.BatchInterrupted(done + [batch._not_started(t) for t in targets[1:]])
+
+    monkeypatch.setattr(batch, "run_batch", interrupted)
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, "--all", "--yes")
+    assert res.code == 130, res.err
+    doc = res.json()
+    assert [r["status"] for r in doc["results"]] == ["REVOKED", "ABORTED", "ABORTED"]
+    assert doc["exit_code"] == 130 and doc["summary"]["ABORTED"] == 2
+    assert "interrupted" in res.err and "2 of 3 not started" in res.err
+
+
+def test_sigterm_in_a_batch_stops_it_like_ctrl_c(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancelled CI job sends SIGTERM: the batch stops starting services, finishes the
+    one in flight and still prints every result (exit 130); the handler is restored."""
+    import os
+    import signal
+
+    from omictl.workflow import batch
+
+    real = batch.run_batch
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated(targets: Any, deps_for: Any, **kw: Any) -> Any:
+        sent = []
+
+        def deps_then_term(target: Any) -> Any:
+            if not sent:
+                sent.append(target)
+                os.kill(os.getpid(), signal.SIGTERM)  # the job is cancelled now
+            return deps_for(target)
+
+        return real(targets, deps_then_term, **{**kw, "concurrency": 1})
+
+    monkeypatch.setattr(batch, "run_batch", terminated)
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, "--all", "--yes")
+    assert res.code == 130, res.err
+    statuses = [r["status"] for r in res.json()["results"]]
+    assert statuses[0] == "REVOKED" and "ABORTED" in statuses, statuses
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -359,3 +359,55 @@ def test_a_bug_after_the_archive_keeps_the_evidence_in_the_result(
     assert broken.revocation_record is not None
     assert broken.bundle is not None and Path(broken.bundle).is_file()
     assert [r.status for i, r in enumerate(results) if i != 1] == ["REVOKED"] * 3
+
+
+def test_a_stop_starts_nothing_more_and_reports_every_service(
+    tmp_path: Path, four: FakeWorld
+) -> None:
+    """Ctrl-C or SIGTERM (the CLI sets ``stop``) during the first service: it finishes,
+    nothing else starts (nothing sent to those), and every target has a result: ABORTED,
+    exit 130, for those never started."""
+    import threading
+
+    from omictl.workflow.batch import INTERRUPTED_EXIT, BatchInterrupted
+
+    stop = threading.Event()
+    first = SERVICES[0]
+
+    def events(event: Any) -> None:
+        if event.service_id == first and event.step == "unbind" and event.status == "start":
+            stop.set()  # the user presses Ctrl-C while the first service is in flight
+
+    with pytest.raises(BatchInterrupted) as info:
+        run_batch(
+            [Target(APP_ID, s) for s in SERVICES],
+            lambda t: make_deps(
+                four, tmp_path, known_binding=four.binding(t.service_id), events=events
+            ),
+            concurrency=1,
+            stop=stop,
+        )
+    results = info.value.results
+    assert [r.service_id for r in results] == list(SERVICES)
+    assert [r.status for r in results] == ["REVOKED", "ABORTED", "ABORTED", "ABORTED"]
+    assert results[0].steps[-1]["status"] == "skipped"  # no re-read after a stop
+    for r in results[1:]:
+        assert r.exit_code == INTERRUPTED_EXIT and r.error is not None
+        assert r.error["code"] == "interrupted"
+        assert four.status[r.service_id] == "ACTIVE"
+    assert [d["data"]["service_id"] for d in four.deletes] == [first]
+    assert worst_exit_code([r.exit_code for r in results]) == INTERRUPTED_EXIT
+
+
+def test_a_stop_after_the_last_service_changes_nothing(tmp_path: Path, four: FakeWorld) -> None:
+    import threading
+
+    stop = threading.Event()
+    results = run_batch(
+        [Target(APP_ID, s) for s in SERVICES],
+        lambda t: make_deps(four, tmp_path, known_binding=four.binding(t.service_id)),
+        concurrency=2,
+        stop=stop,
+    )
+    stop.set()
+    assert [r.status for r in results] == ["REVOKED"] * len(SERVICES)
