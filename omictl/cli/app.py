@@ -192,18 +192,30 @@ def _register(args: list[str] | None = None) -> None:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit status; the single error boundary (STYLE.md 1).
 
-    Typer/Click run in standalone mode, so their own usage errors print and exit 2 by
-    themselves (whatever Click version Typer carries); every :class:`OmictlError` is
-    rendered here, once, with its exit code, and anything else is reported as a bug.
+    Click's own usage errors (an unknown option, a missing argument, a bad value) are
+    rendered here like every :class:`OmictlError`: ``omictl: error: ...`` and a ``hint:``
+    on stderr, or one JSON error document with ``-o json``, exit 2. Anything else is
+    reported as a bug.
     """
     global _json_mode_for_errors, _debug
     args = sys.argv[1:] if argv is None else argv
     _json_mode_for_errors = _wants_json(args)
     _debug = False
     output.reset_emitted()
+    click_error, click_abort = _click_exceptions()
     try:
         _register(args)
-        app(args=args, prog_name="omictl", standalone_mode=True)
+        try:
+            status = app(args=args, prog_name="omictl", standalone_mode=False)
+        except click_error as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command
+                exc.show()  # type: ignore[attr-defined]  # the group's help, on stderr
+                return int(getattr(exc, "exit_code", ExitCode.USAGE))
+            raise _from_click(exc, args) from None
+        except click_abort:
+            print("omictl: aborted", file=sys.stderr)
+            return int(ExitCode.ABORTED)
+        return status if isinstance(status, int) else 0
     except SystemExit as exc:
         code = exc.code
         if code is None:
@@ -245,6 +257,36 @@ def run(argv: list[str] | None = None) -> int:
         )
         return int(ExitCode.INTERNAL)
     return 0
+
+
+def _click_exceptions() -> tuple[type[Exception], type[BaseException]]:
+    """Click's ClickException (from the Click Typer carries: vendored in recent Typers,
+    the separate package in older ones) and Typer's Abort."""
+    import importlib
+
+    try:
+        module = importlib.import_module("typer._click.exceptions")
+    except ImportError:  # pragma: no cover - a Typer that depends on Click
+        module = importlib.import_module("click.exceptions")
+    click_error: type[Exception] = module.ClickException
+    return click_error, typer.Abort
+
+
+def _from_click(exc: Exception, args: list[str]) -> OmictlError:
+    """A Click usage error as omictl's own (exit 2 for usage, as Click has it)."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", "") or "omictl"
+    misplaced = _misplaced_global(args)
+    hint = (
+        f"{misplaced} is a global option: put it before the sub-command, "
+        "e.g. omictl -o json decommission APP_ID --all --yes"
+        if misplaced
+        else f"see '{command} --help'"
+    )
+    error = UsageError(message[:1].lower() + message[1:], hint=hint)
+    error.exit_code = ExitCode(getattr(exc, "exit_code", ExitCode.USAGE))
+    return error
 
 
 _GLOBAL_OPTIONS = (*_VALUE_OPTIONS, "--debug")

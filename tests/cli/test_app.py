@@ -20,8 +20,11 @@ def test_a_global_option_after_the_subcommand_gets_a_hint(
     code = run(["--home", str(tmp_path), "decommission", "APP", "--all", "--yes", "-o", "json"])
     out = capsys.readouterr()
     assert code == 2
-    assert "No such option: -o" in out.err
-    assert "hint: -o is a global option: put it before the sub-command" in out.err
+    assert out.err.splitlines() == [
+        "omictl: error: no such option: -o",
+        "hint: -o is a global option: put it before the sub-command, "
+        "e.g. omictl -o json decommission APP_ID --all --yes",
+    ]
     assert out.out == ""  # -o json was not understood, so the output is not JSON either
 
 
@@ -31,7 +34,9 @@ def test_a_usage_error_with_json_asked_prints_one_error_document(
     code = run(["--home", str(tmp_path), "-o", "json", "status", "APP", "--bogus"])
     out = capsys.readouterr()
     assert code == 2
-    assert json.loads(out.out)["error"]["exit_code"] == 2
+    error = json.loads(out.out)["error"]
+    assert (error["exit_code"], error["code"]) == (2, "usage")
+    assert error["message"] == "no such option: --bogus"  # the real reason, not "see stderr"
 
 
 @pytest.mark.parametrize(
@@ -54,8 +59,38 @@ def test_misplaced_global_options_are_found(args: list[str], found: str | None) 
     assert _misplaced_global(args) == found
 
 
-def test_an_unknown_option_gets_no_such_hint(
+def test_an_unknown_option_is_an_omictl_error_pointing_at_the_help(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Click's usage errors look like every other omictl error (STYLE.md 1): one line and
+    a hint, no usage block; not the global-option hint for an option that is not global."""
     assert run(["--home", str(tmp_path), "status", "APP", "--bogus"]) == 2
-    assert "hint:" not in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines() == [
+        "omictl: error: no such option: --bogus",
+        "hint: see 'omictl status --help'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["decomission"], "omictl: error: no such command 'decomission'. Did you mean"),
+        (["status", "A", "--timeout", "soon"], "omictl: error: invalid value for '--timeout'"),
+        (["keys", "show"], "omictl: error: missing argument 'name'."),
+    ],
+)
+def test_click_usage_errors_are_one_line_and_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], error: str
+) -> None:
+    assert run(["--home", str(tmp_path), *args]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(error), lines
+    assert lines[1].startswith("hint: see 'omictl")
+
+
+def test_a_group_without_its_command_shows_its_help_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["--home", str(tmp_path), "keys"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: omictl keys") and "generate" in err
