@@ -210,6 +210,17 @@ def run(argv: list[str] | None = None) -> int:
         except click_error as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command
                 exc.show()  # type: ignore[attr-defined]  # the group's help, on stderr
+                if _json_mode_for_errors:  # scripts still get their one document
+                    command = getattr(getattr(exc, "ctx", None), "command_path", "omictl")
+                    output.write_json(
+                        {
+                            "error": UsageError(
+                                f"{command} needs a sub-command",
+                                hint=f"see '{command} --help'",
+                            ).to_json()
+                        },
+                        sys.stdout,
+                    )
                 return int(getattr(exc, "exit_code", ExitCode.USAGE))
             raise _from_click(exc, args) from None
         except click_abort:

@@ -52,21 +52,26 @@ def load_key(inv: Invocation, ref: str | None, passphrase_file: Path | None) -> 
 
 @contextlib.contextmanager
 def stop_on_signals(
-    *, on_stop: Callable[[], None] | None = None, again_interrupts: bool = False
+    *,
+    on_stop: Callable[[], None] | None = None,
+    on_again: Callable[[int], None] | None = None,
 ) -> Iterator[threading.Event]:
-    """An event set by the first SIGINT or SIGTERM (``on_stop`` runs then); with
-    ``again_interrupts`` a second one raises :class:`KeyboardInterrupt` (stop at once).
-    The previous handlers come back on exit. Main thread only (``signal.signal``)."""
+    """An event set by the first SIGINT or SIGTERM (``on_stop`` runs then); a later one
+    calls ``on_again(signum)`` (which may end the process). The previous handlers come
+    back on exit. Main thread only (``signal.signal``). The callbacks only report: a
+    failure in them (a closed stderr) is ignored."""
     import signal
 
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and again_interrupts:
-            raise KeyboardInterrupt
+        again = stop.is_set()
         stop.set()
-        if on_stop is not None:
-            on_stop()
+        with contextlib.suppress(Exception):
+            if not again and on_stop is not None:
+                on_stop()
+            elif again and on_again is not None:
+                on_again(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

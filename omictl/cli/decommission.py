@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,8 +284,14 @@ def _run_single(
 def _stop_on_signal(out: Output) -> Iterator[threading.Event | None]:
     """During a batch, the first Ctrl-C or SIGTERM (a cancelled CI job, ``timeout``,
     Kubernetes) sets the yielded event: nothing more starts, the services in flight
-    finish, and the results are printed. A second one stops at once (exit 130, as
-    before). Only the main thread can install handlers; elsewhere this yields None."""
+    finish, and the results are printed. A second Ctrl-C stops at once (exit 130, no
+    results: the services in flight stop mid-step and their journals resume them); a
+    SIGTERM after the first signal changes nothing (GitHub Actions sends SIGINT, then
+    SIGTERM 7.5 s later, while the run is still finishing what is in flight). Only the
+    main thread can install handlers; elsewhere this yields None."""
+    import os
+    import signal
+
     if threading.current_thread() is not threading.main_thread():
         yield None
         return
@@ -295,7 +302,18 @@ def _stop_on_signal(out: Output) -> Iterator[threading.Event | None]:
             "(press Ctrl-C again to stop now)"
         )
 
-    with stop_on_signals(on_stop=say, again_interrupts=True) as stop:
+    def again(signum: int) -> None:
+        if signum != signal.SIGINT:
+            return  # SIGTERM after the first signal: already stopping
+        with contextlib.suppress(Exception):
+            out.info(
+                "omictl: stopped at once: the services in flight stopped mid-step; "
+                "re-run the same command to resume them"
+            )
+            sys.stdout.flush()
+        os._exit(130)  # not SystemExit: worker threads would be waited for
+
+    with stop_on_signals(on_stop=say, on_again=again) as stop:
         yield stop
 
 
@@ -414,6 +432,7 @@ def _run_many(
                 known_binding=listed.get((target.app_id, target.service_id)),
             )
 
+        interrupted = False
         try:
             with _stop_on_signal(out) as stop:
                 results = run_batch(
@@ -425,12 +444,14 @@ def _run_many(
                 )
         except BatchInterrupted as exc:  # report what was done, then exit 130
             results = exc.results
+            interrupted = True
             skipped = sum(r.status == "ABORTED" for r in results)
             out.info(
                 f"omictl: interrupted: the services in flight finished; {skipped} of "
                 f"{len(results)} not started (re-run the same command to go on)"
             )
-    code = worst_exit_code([r.exit_code for r in results])
+    # interrupted: at least 130, even if every service got done (their re-reads were not)
+    code = worst_exit_code([r.exit_code for r in results] + ([130] if interrupted else []))
     if out.json_mode:
         out.emit_json(summary_json(results, code))
     else:

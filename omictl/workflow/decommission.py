@@ -393,17 +393,19 @@ class _Run:
             self.save("done", note="already revoked; no signed record")
             return False
         sent = self.journal.receipt["data"].get("receipt_id") if self.journal.receipt else None
-        refused = self.journal.rejected_record
-        if refused is not None and refused.get("signature") == to_hex(record.envelope.signature):
-            # the record refused when it answered our own unbind (below), now in a 409:
-            # still not evidence of our revocation, whatever path it comes by
+        ours = record.receipt_id == sent
+        if not ours and self.journal.rejected_record is not None:
+            # The registry answered our own unbind (200) with a record naming another
+            # receipt, refused below. Whatever it presents now (a 409, the same record or
+            # one signed again with new propagation), it cannot be another request's: the
+            # binding was ours to revoke when it answered.
             raise VerificationError(
-                f"the registry again presents the revocation record omictl refused before: "
-                f"it names receipt {shown(record.receipt_id)}, our unbind carried {shown(sent)}",
+                f"the registry's revocation record names receipt {shown(record.receipt_id)}, "
+                f"not the one our unbind carried ({shown(sent)}), as when omictl refused "
+                "its answer before",
                 code="invalid_record",
                 hint="report this to the registry operator; the record was not accepted",
             )
-        ours = record.receipt_id == sent
         if not ours and self.via_conflict:
             # Revoked by another request (a colleague's --skip-provider, the registry's
             # console): CLI.md calls an already revoked binding a success. The record is
@@ -421,7 +423,11 @@ class _Run:
         if not ours:
             # the evidence bundle must verify offline (core.evidence checks this very link);
             # kept, so that the same record coming back in a 409 is refused too
-            self.journal.rejected_record = record.envelope.to_json()
+            self.journal.rejected_record = {  # a summary: the record itself may be large
+                "receipt_id": record.receipt_id,
+                "revoked_at": record.revoked_at,
+                "signature": to_hex(record.envelope.signature),
+            }
             self.save("unbind_sent", note="revocation record refused: it names another receipt")
             raise VerificationError(
                 f"the registry's revocation record names receipt {shown(record.receipt_id)}, "

@@ -400,10 +400,12 @@ class JournalStore:
         fresh = journal.disk_end == 0
         written = journal.written
         # compare with what is on disk (C-level equality); encode only what changed
+        # A field never written reads back as None, so a fresh log leaves None fields out
+        # (an older omictl then reads a log that never needed a newer field).
         changed = {
             name: value
             for name, value in journal.fields().items()
-            if fresh or name not in written or written[name] != value
+            if (value is not None if fresh else written.get(name) != value)
         }
         stored = {name: _stored(journal, name, value) for name, value in changed.items()}
         encoded = {name: _encode(value) for name, value in stored.items()}

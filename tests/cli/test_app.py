@@ -94,3 +94,14 @@ def test_a_group_without_its_command_shows_its_help_and_exits_2(
     assert run(["--home", str(tmp_path), "keys"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Usage: omictl keys") and "generate" in err
+
+
+def test_a_group_without_its_command_still_answers_json_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["--home", str(tmp_path), "-o", "json", "keys"]) == 2
+    out = capsys.readouterr()
+    error = json.loads(out.out)["error"]
+    assert (error["code"], error["exit_code"]) == ("usage", 2)
+    assert error["message"] == "omictl keys needs a sub-command"
+    assert out.err.startswith("Usage: omictl keys")

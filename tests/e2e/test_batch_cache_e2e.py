@@ -3,7 +3,10 @@ the master-key check and the registry pin check must still stop every service.""
 
 from __future__ import annotations
 
+import json
 import secrets
+import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -116,3 +119,83 @@ def test_sigterm_in_a_batch_stops_it_like_ctrl_c(e2e: E2E, monkeypatch: pytest.M
     statuses = [r["status"] for r in res.json()["results"]]
     assert statuses[0] == "REVOKED" and "ABORTED" in statuses, statuses
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _batch_child(e2e: E2E) -> subprocess.Popen[str]:
+    """``omictl -o json decommission APP --all --yes --concurrency 1`` as a real process,
+    its providers slowed to 3 s a request so that a service is in flight for a while."""
+    import os
+    import sys
+
+    e2e.sandbox.faults.provider("slow", seconds=3.0)
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "omictl", "-o", "json", "decommission", e2e.app_id),
+            *("--all", "--yes", "--concurrency", "1"),
+        ],
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_first_delete(e2e: E2E, child: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while not any(e2e.sandbox.delete_count(s) for s in e2e.sandbox.service_ids):
+        assert child.poll() is None and time.monotonic() < deadline, "no DELETE arrived"
+        time.sleep(0.05)
+
+
+def test_a_second_ctrl_c_stops_at_once(e2e: E2E) -> None:
+    """Ctrl-C, then Ctrl-C again while a service is in flight: the process ends at once
+    (exit 130, no results document), not after the in-flight request."""
+    import signal
+
+    child = _batch_child(e2e)
+    _wait_for_first_delete(e2e, child)
+    child.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    started = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=20)
+    assert child.returncode == 130, err
+    assert time.monotonic() - started < 2.0  # the 3 s provider was not waited for
+    assert "stopped at once" in err and out == ""
+
+
+def test_sigterm_after_ctrl_c_lets_the_run_finish_and_report(e2e: E2E) -> None:
+    """GitHub Actions cancels with SIGINT, then SIGTERM 7.5 s later: the SIGTERM does not cut
+    the report short; the in-flight service finishes and every result is printed."""
+    import signal
+
+    child = _batch_child(e2e)
+    _wait_for_first_delete(e2e, child)
+    child.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    statuses = [r["status"] for r in json.loads(out)["results"]]
+    assert statuses == ["REVOKED", "ABORTED", "ABORTED"], statuses
+
+
+def test_an_interrupt_after_every_service_finished_still_exits_130(
+    e2e: E2E, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every service done, but the signal came before the re-read: exit 130 (the re-reads
+    were skipped), not 0."""
+    from omictl.workflow import batch
+
+    real = batch.run_batch
+
+    def interrupted_late(targets: Any, deps_for: Any, **kw: Any) -> Any:
+        done = real(targets, deps_for, **kw)
+        raise batch.BatchInterrupted(done)
+
+    monkeypatch.setattr(batch, "run_batch", interrupted_late)
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, "--all", "--yes")
+    assert res.code == 130, res.err
+    doc = res.json()
+    assert doc["exit_code"] == 130 and {r["status"] for r in doc["results"]} == {"REVOKED"}
