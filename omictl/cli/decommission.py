@@ -341,7 +341,12 @@ def _run_many(
     dry_run: bool,
     insecure: bool,
 ) -> None:
-    from omictl.workflow.batch import BatchInterrupted, run_batch, worst_exit_code
+    from omictl.workflow.batch import (
+        INTERRUPTED_EXIT,
+        BatchInterrupted,
+        run_batch,
+        worst_exit_code,
+    )
     from omictl.workflow.decommission import Deps, Target
     from omictl.workflow.session import (
         open_session,
@@ -451,7 +456,8 @@ def _run_many(
                 f"{len(results)} not started (re-run the same command to go on)"
             )
     # interrupted: at least 130, even if every service got done (their re-reads were not)
-    code = worst_exit_code([r.exit_code for r in results] + ([130] if interrupted else []))
+    codes = [r.exit_code for r in results] + ([INTERRUPTED_EXIT] if interrupted else [])
+    code = worst_exit_code(codes)
     if out.json_mode:
         out.emit_json(summary_json(results, code))
     else:

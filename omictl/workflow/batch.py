@@ -34,9 +34,9 @@ MAX_PLAN_ENTRIES = 10_000
 #: How bad each exit code is, for "the exit code is the worst of the results":
 #: a bug, then anything that failed verification, then usage/key problems, then remote
 #: rejections and outages, then an abort, then "partly done, re-run to resume".
-_SEVERITY = {0: 0, 8: 1, 7: 2, 130: 2, 6: 3, 4: 4, 3: 5, 2: 6, 5: 7, 1: 8}
 #: The exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED_EXIT = 130
+_SEVERITY = {0: 0, 8: 1, 7: 2, INTERRUPTED_EXIT: 2, 6: 3, 4: 4, 3: 5, 2: 6, 5: 7, 1: 8}
 
 
 def worst_exit_code(codes: Sequence[int]) -> int:
@@ -168,9 +168,9 @@ def run_batch(
 
 
 class BatchInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`run_batch`: the services in flight finished, none was started
-    after it. ``results`` holds every target's result, in input order; those never started
-    are ``ABORTED`` (exit 130)."""
+    """:func:`run_batch`'s ``stop`` was set (Ctrl-C, SIGTERM): the services in flight
+    finished, none was started after it. ``results`` holds every target's result, in
+    input order; those never started are ``ABORTED`` (exit 130)."""
 
     def __init__(self, results: list[Result]) -> None:
         super().__init__("interrupted")
@@ -190,12 +190,12 @@ def _after_stop(futures: Sequence[Future[Result]], targets: Sequence[Target]) ->
     for result in results:
         if result.check_pending:  # no re-read after an interrupt
             result.check_pending = False
-            result.steps.append(
-                {
-                    "step": "check_revoked",
-                    "status": "skipped",
-                    "message": "interrupted before the bindings were re-read",
-                }
+            record_step(
+                result,
+                lambda event: None,  # printing stopped with the batch
+                "check_revoked",
+                "skipped",
+                "interrupted before the bindings were re-read",
             )
     return results
 
