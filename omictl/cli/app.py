@@ -69,13 +69,17 @@ def main_callback(
     profile: Annotated[
         str | None,
         typer.Option(
-            "--profile", help="Config profile to use [env: OMICTL_PROFILE].", show_default=False
+            "--profile",
+            metavar="NAME",
+            help="Config profile to use [env: OMICTL_PROFILE].",
+            show_default=False,
         ),
     ] = None,
     registry: Annotated[
         str | None,
         typer.Option(
             "--registry",
+            metavar="URL",
             help="Registry base URL [env: OMICTL_REGISTRY]; "
             "else the profile's; else derived from the AppID.",
             show_default=False,
@@ -85,6 +89,7 @@ def main_callback(
         str | None,
         typer.Option(
             "--home",
+            metavar="DIR",
             help="One folder for keys, state, receipts and config [env: OMICTL_HOME].",
             show_default=False,
         ),
@@ -94,6 +99,7 @@ def main_callback(
         typer.Option(
             "--output",
             "-o",
+            metavar="text|json",
             help="text or json [env: OMICTL_OUTPUT]. json: exactly one JSON document on stdout.",
             show_default=False,
         ),

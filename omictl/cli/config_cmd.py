@@ -57,7 +57,9 @@ def show_command(ctx: typer.Context) -> None:
 
 
 @app.command("get")
-def get_command(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Setting.")]) -> None:
+def get_command(
+    ctx: typer.Context, key: Annotated[str, typer.Argument(metavar="KEY", help="Setting.")]
+) -> None:
     """Print one setting's effective value (empty line and exit 0 when unset)."""
     _check_key(key)
     inv = get_invocation(ctx)
@@ -71,8 +73,8 @@ def get_command(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Set
 @app.command("set")
 def set_command(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(help="Setting.")],
-    value: Annotated[str, typer.Argument(help="Value.")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Setting.")],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="Value.")],
 ) -> None:
     """Set a setting in the current profile (--profile), creating the profile if needed."""
     _check_key(key)
@@ -93,7 +95,9 @@ def set_command(
 
 
 @app.command("unset")
-def unset_command(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Setting.")]) -> None:
+def unset_command(
+    ctx: typer.Context, key: Annotated[str, typer.Argument(metavar="KEY", help="Setting.")]
+) -> None:
     """Remove a setting from the current profile."""
     _check_key(key)
     inv = get_invocation(ctx)

@@ -61,13 +61,15 @@ def decommission_command(
         str | None,
         typer.Option(
             "--key",
+            metavar="KEY",
             help="Key reference: NAME, file:PATH or env:VAR "
             "[env: OMICTL_KEY; default: profile's key, else 'master'].",
             show_default=False,
         ),
     ] = None,
     data_handling: Annotated[
-        str, typer.Option("--data-handling", help="wipe (default) or retain.")
+        str,
+        typer.Option("--data-handling", metavar="wipe|retain", help="wipe (default) or retain."),
     ] = "wipe",
     yes: Annotated[
         bool,
@@ -93,6 +95,7 @@ def decommission_command(
         str | None,
         typer.Option(
             "--endpoint",
+            metavar="URL",
             help="Override the provider endpoint from the binding.",
             show_default=False,
         ),
@@ -107,7 +110,10 @@ def decommission_command(
     timeout: Annotated[
         float | None,
         typer.Option(
-            "--timeout", help="Connect/read timeout in seconds [default: 10].", show_default=False
+            "--timeout",
+            metavar="SECONDS",
+            help="Connect/read timeout in seconds [default: 10].",
+            show_default=False,
         ),
     ] = None,
     all_services: Annotated[
@@ -117,6 +123,7 @@ def decommission_command(
         str | None,
         typer.Option(
             "--from",
+            metavar="PLAN.json",
             help="A plan file (JSON list of {app_id, "
             "service_id, data_handling?, skip_provider?}); - for stdin.",
             show_default=False,
@@ -126,6 +133,7 @@ def decommission_command(
         int | None,
         typer.Option(
             "--concurrency",
+            metavar="N",
             help="Services at once with --all/--from [default: 8].",
             show_default=False,
         ),
@@ -134,6 +142,7 @@ def decommission_command(
         Path | None,
         typer.Option(
             "--passphrase-file",
+            metavar="FILE",
             help="Read the key's passphrase from "
             "this file [else OMICTL_PASSPHRASE, else a prompt].",
             show_default=False,

@@ -15,7 +15,7 @@ from omictl.cli.render import StepPrinter, result_text
 
 def demo_command(
     ctx: typer.Context,
-    services: Annotated[int, typer.Option("--services", help="Services to bind.")] = 3,
+    services: Annotated[int, typer.Option("--services", metavar="N", help="Services to bind.")] = 3,
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the temporary home folder (to inspect it).")
     ] = False,

@@ -48,6 +48,7 @@ PassphraseFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--passphrase-file",
+        metavar="FILE",
         help="Read the passphrase from FILE (else OMICTL_PASSPHRASE, else a prompt).",
         show_default=False,
         dir_okay=False,
@@ -117,7 +118,7 @@ def _kind(guardian: bool) -> str:
 @app.command("generate")
 def generate_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Key name, e.g. master.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Key name, e.g. master.")],
     guardian: Annotated[bool, typer.Option("--guardian", help="A guardian key.")] = False,
     no_passphrase: NoPassphraseOpt = False,
     force: ForceOpt = False,
@@ -171,7 +172,9 @@ def list_cmd(ctx: typer.Context) -> None:
 
 
 @app.command("show")
-def show_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Key name.")]) -> None:
+def show_cmd(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="Key name.")]
+) -> None:
     """Show a key's name, kind, key id, public key, creation time and encryption."""
     inv = get_invocation(ctx)
     key = load_key(inv.settings.paths.keys_dir, name)
@@ -181,11 +184,16 @@ def show_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Key n
 @app.command("export")
 def export_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Key name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Key name.")],
     public: Annotated[bool, typer.Option("--public", help="Only the public key (hex).")] = False,
     out_file: Annotated[
         Path | None,
-        typer.Option("--out", help="Write to FILE (atomically) instead of stdout.", dir_okay=False),
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Write to FILE (atomically) instead of stdout.",
+            dir_okay=False,
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite FILE.")] = False,
 ) -> None:
@@ -225,7 +233,7 @@ def export_cmd(
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Name to store the key under.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Name to store the key under.")],
     source: Annotated[
         str, typer.Argument(help="An omictl key file, or - for stdin.", metavar="[FILE|-]")
     ] = "-",
@@ -273,7 +281,7 @@ def import_cmd(
 @app.command("delete")
 def delete_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Key name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Key name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a key from the keystore (irreversible without a backup)."""
@@ -315,12 +323,13 @@ def load_key_or_none(keys_dir: Path, name: str) -> KeyFile | None:
 @app.command("passwd")
 def passwd_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Key name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Key name.")],
     passphrase_file: PassphraseFileOpt = None,
     new_passphrase_file: Annotated[
         Path | None,
         typer.Option(
             "--new-passphrase-file",
+            metavar="FILE",
             help="Read the new passphrase from FILE (else OMICTL_NEW_PASSPHRASE, else a prompt).",
             show_default=False,
             dir_okay=False,
@@ -361,7 +370,7 @@ def sign_cmd(
         str, typer.Argument(metavar="PAYLOAD.json", help="The data object, or - for stdin.")
     ],
     context: Annotated[
-        str, typer.Option("--context", help="Sets data.context.", show_default=False)
+        str, typer.Option("--context", metavar="CTX", help="Sets data.context.", show_default=False)
     ],
     passphrase_file: PassphraseFileOpt = None,
 ) -> None:
@@ -415,11 +424,21 @@ def verify_cmd(
     ],
     public_key: Annotated[
         str,
-        typer.Option("--public-key", help="The signer's public key (64 hex).", show_default=False),
+        typer.Option(
+            "--public-key",
+            metavar="HEX",
+            help="The signer's public key (64 hex).",
+            show_default=False,
+        ),
     ],
     context: Annotated[
         str | None,
-        typer.Option("--context", help="Also require data.context to be CTX.", show_default=False),
+        typer.Option(
+            "--context",
+            metavar="CTX",
+            help="Also require data.context to be CTX.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Verify an envelope's signature: exit 0 if good, 5 if not."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from omictl.cli.app import get_invocation
+from omictl.cli.render import when
 from omictl.errors import UsageError, json_text
 
 app = typer.Typer(
@@ -35,7 +36,9 @@ def _summary(path: Path, bundle: dict[str, Any]) -> dict[str, Any]:
 @app.command("list")
 def list_command(
     ctx: typer.Context,
-    app_id: Annotated[str | None, typer.Argument(help="Only this app.", show_default=False)] = None,
+    app_id: Annotated[
+        str | None, typer.Argument(metavar="APP_ID", help="Only this app.", show_default=False)
+    ] = None,
 ) -> None:
     """List archived evidence bundles (oldest first)."""
     from omictl.workflow.archive import Archive
@@ -55,14 +58,16 @@ def list_command(
     for row in rows:
         inv.out.line(
             f"{row['bundle_id']}  {row['app_id']}/{row['service_id']}  "
-            f"revoked_at={row['revoked_at']}"
+            f"revoked_at={when(row['revoked_at'])}"
         )
 
 
 @app.command("show")
 def show_command(
     ctx: typer.Context,
-    receipt_id: Annotated[str, typer.Argument(help="Receipt id or bundle id.")],
+    receipt_id: Annotated[
+        str, typer.Argument(metavar="RECEIPT_ID", help="Receipt id or bundle id.")
+    ],
 ) -> None:
     """Print one evidence bundle (JSON) from the archive."""
     from omictl.workflow.archive import Archive
@@ -79,8 +84,10 @@ def show_command(
 @app.command("export")
 def export_command(
     ctx: typer.Context,
-    receipt_id: Annotated[str, typer.Argument(help="Receipt id or bundle id.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+    receipt_id: Annotated[
+        str, typer.Argument(metavar="RECEIPT_ID", help="Receipt id or bundle id.")
+    ],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the bundle.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write an evidence bundle to a file for an auditor (omictl receipts verify checks it)."""
@@ -98,17 +105,23 @@ def export_command(
 @app.command("verify")
 def verify_command(
     ctx: typer.Context,
-    bundle_file: Annotated[Path, typer.Argument(help="An evidence bundle (JSON).")],
+    bundle_file: Annotated[
+        Path, typer.Argument(metavar="BUNDLE.json", help="An evidence bundle (JSON).")
+    ],
     master_key: Annotated[
         str | None,
         typer.Option(
-            "--master-key", help="Require this master public key (hex).", show_default=False
+            "--master-key",
+            metavar="HEX",
+            help="Require this master public key (hex).",
+            show_default=False,
         ),
     ] = None,
     service_key: Annotated[
         str | None,
         typer.Option(
             "--service-key",
+            metavar="HEX",
             help="Require this service public key (hex), e.g. from the registry's binding.",
             show_default=False,
         ),
@@ -116,7 +129,10 @@ def verify_command(
     registry_key: Annotated[
         str | None,
         typer.Option(
-            "--registry-key", help="Require this registry public key (hex).", show_default=False
+            "--registry-key",
+            metavar="HEX",
+            help="Require this registry public key (hex).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -165,7 +181,7 @@ def verify_command(
         inv.out.info(f"  ✓ {check}")
     inv.out.line(
         f"VERIFIED {report.app_id}/{report.service_id} receipt={report.receipt_id} "
-        f"revoked_at={report.revoked_at} master={report.master_key_id} "
+        f"revoked_at={when(report.revoked_at)} master={report.master_key_id} "
         f"service={report.service_key_id} registry={report.registry_key_id}"
     )
     unpinned = [

@@ -30,6 +30,7 @@ app = typer.Typer(
 UrlArg = Annotated[
     str | None,
     typer.Argument(
+        metavar="[URL]",
         help="Registry base URL, e.g. https://omiappreg.org [default: --registry].",
         show_default=False,
     ),
@@ -43,7 +44,10 @@ InsecureOpt = Annotated[
 TimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        "--timeout", help="Connect/read timeout in seconds [default: 10].", show_default=False
+        "--timeout",
+        metavar="SECONDS",
+        help="Connect/read timeout in seconds [default: 10].",
+        show_default=False,
     ),
 ]
 
@@ -163,6 +167,7 @@ def pin_cmd(
         str | None,
         typer.Option(
             "--public-key",
+            metavar="HEX",
             help="Pin this key (64 hex chars), obtained out of band; replaces an older pin. "
             "Without it, pin the key the registry presents now (trust on first use).",
             show_default=False,

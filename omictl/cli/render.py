@@ -57,6 +57,19 @@ class StepPrinter:
             self.out.err.print(f"{shown} {head}{event.step}: {message}")
 
 
+def when(timestamp: object) -> str:
+    """A Unix time as UTC ISO 8601 (``2026-11-29T11:31:17Z``) for text output; JSON keeps
+    the number. Anything else (a peer's odd value) is shown as it is, made inert."""
+    from datetime import UTC, datetime
+
+    if isinstance(timestamp, int) and not isinstance(timestamp, bool):
+        try:
+            return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (OverflowError, OSError, ValueError):
+            pass
+    return inert(str(timestamp))
+
+
 def render_plan(out: Output, plan: Plan) -> None:
     """Show what a decommission will do, on stderr, before the prompt."""
     from rich.markup import escape as _escape

@@ -22,25 +22,30 @@ DEFAULT_PORT = 8470
 def sandbox(
     ctx: typer.Context,
     host: Annotated[
-        str, typer.Option("--host", help="Loopback address to listen on (nothing else).")
+        str,
+        typer.Option(
+            "--host", metavar="HOST", help="Loopback address to listen on (nothing else)."
+        ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port; 0 picks a free one.")] = (
-        DEFAULT_PORT
-    ),
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="TCP port; 0 picks a free one.")
+    ] = (DEFAULT_PORT),
     key: Annotated[
         str | None,
         typer.Option(
             "--key",
+            metavar="KEY",
             help="Key reference whose public key is the app's master key "
             "(NAME, file:PATH, env:VAR) [default: the settings' key].",
             show_default=False,
         ),
     ] = None,
-    services: Annotated[int, typer.Option("--services", help="Services to bind.")] = 3,
+    services: Annotated[int, typer.Option("--services", metavar="N", help="Services to bind.")] = 3,
     state: Annotated[
         Path | None,
         typer.Option(
             "--state",
+            metavar="FILE",
             help="SQLite file that keeps the sandbox across restarts (default: in memory).",
             show_default=False,
         ),

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from omictl.cli.app import get_invocation
+from omictl.cli.render import when
 
 
 def status_command(
@@ -28,6 +29,7 @@ def status_command(
         float | None,
         typer.Option(
             "--timeout",
+            metavar="SECONDS",
             help="Connect/read timeout in seconds [default: 10; env: OMICTL_TIMEOUT].",
             show_default=False,
         ),
@@ -68,7 +70,7 @@ def status_command(
     if not bindings:
         inv.out.info(f"no bindings for {app_id}")
     for b in bindings:
-        revoked = f" revoked_at={b.revoked_at}" if b.revoked_at else ""
+        revoked = f" revoked_at={when(b.revoked_at)}" if b.revoked_at else ""
         inv.out.line(
             inert(  # the registry's words, on the user's terminal
                 f"{b.service_id:<24} {b.status:<8} {b.service_type or '-':<10} "

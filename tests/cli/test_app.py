@@ -76,7 +76,7 @@ def test_an_unknown_option_is_an_omictl_error_pointing_at_the_help(
     [
         (["decomission"], "omictl: error: no such command 'decomission'. Did you mean"),
         (["status", "A", "--timeout", "soon"], "omictl: error: invalid value for '--timeout'"),
-        (["keys", "show"], "omictl: error: missing argument 'name'."),
+        (["keys", "show"], "omictl: error: missing argument 'NAME'."),
     ],
 )
 def test_click_usage_errors_are_one_line_and_a_hint(

@@ -104,3 +104,13 @@ def test_rich_decides_when_told_the_stream_is_a_terminal(
     err = capsys.readouterr().err
     assert "resolve: first contact [red]x[/red]" in err  # markup escaped, not applied
     assert "\x1b[2J" not in err  # the peer's escape stays inert
+
+
+def test_times_in_text_output_are_utc_iso_8601_and_odd_values_stay_inert() -> None:
+    from omictl.cli.render import when
+
+    assert when(1795951877) == "2026-11-29T11:31:17Z"
+    assert when(0) == "1970-01-01T00:00:00Z"
+    assert when(True) == "True"  # a bool is not a time
+    assert when(10**20) == str(10**20)  # beyond what a date can show: the number itself
+    assert when("x\x1b[2J") == "x\\u001b[2J"  # a peer's string, made inert

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,11 @@ def test_bundle_exports_and_verifies_offline(e2e: E2E, tmp_path: Path) -> None:
     rid = doc["receipt_id"]
     listed = e2e.cli("-o", "json", "receipts", "list").json()
     assert [r["receipt_id"] for r in listed["receipts"]] == [rid]
+    revoked_at = listed["receipts"][0]["revoked_at"]
+    assert isinstance(revoked_at, int)  # JSON keeps the number; text shows the UTC time
+    text = e2e.cli("receipts", "list").out
+    stamp = datetime.fromtimestamp(revoked_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f"revoked_at={stamp}" in text
     assert e2e.cli("-o", "json", "receipts", "show", rid).json()["bundle_id"] == rid
     bundle = tmp_path / "bundle.json"
     assert e2e.cli("receipts", "export", rid, "--out", str(bundle)).code == 0
