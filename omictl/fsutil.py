@@ -18,7 +18,6 @@ import contextlib
 import os
 import re
 import stat
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -77,9 +76,7 @@ def atomic_write_bytes(
         raise error(f"cannot write {path}: {exc.strerror}") from exc
     try:
         try:
-            view = memoryview(content)
-            while view:  # os.write, not a file object: no fstat, isatty or seek
-                view = view[os.write(fd, view) :]
+            write_all(fd, content)  # os.write, not a file object: no fstat, isatty or seek
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -91,6 +88,13 @@ def atomic_write_bytes(
             raise error(f"cannot write {path}: {exc.strerror}") from exc
         raise
     fsync_dir(path.parent)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def atomic_write_json(
@@ -172,60 +176,7 @@ def remove_stale_temps(
 
 def fsync_dir(path: Path) -> None:
     """fsync a folder so a rename or a creation in it is durable (best effort where
-    unsupported).
-
-    Threads of one process that sync the same folder at the same time share fsyncs (group
-    commit): a caller returns once an fsync of the folder that *started after it called*
-    has finished, which covers every change it made there before calling. A batch creating
-    hundreds of files in one folder then pays for a few folder fsyncs instead of one each.
-    """
-    key = os.fspath(path)
-    runner = synced = False
-    covers = 0
-    try:
-        with _DIR_SYNC:
-            state = _DIR_STATE.get(key) or _DirSync()
-            _DIR_STATE[key] = state
-            state.asked += 1
-            ticket = state.asked
-            while state.done < ticket:
-                if not state.running:
-                    runner = True
-                    state.running = True
-                    covers = state.asked  # all callers so far called before this fsync starts
-                    break
-                _DIR_SYNC.wait()
-            else:
-                return  # an fsync that started after this call has finished
-        _fsync_dir_now(key)
-        synced = True
-    finally:
-        if runner:  # whatever happened, hand over: the next waiter runs an fsync itself
-            with _DIR_SYNC:
-                state.running = False
-                if synced:  # only a finished fsync covers anyone (not an interrupted one)
-                    state.done = max(state.done, covers)
-                if state.done == state.asked and _DIR_STATE.get(key) is state:
-                    del _DIR_STATE[key]  # nobody waits: the table stays as small as the work
-                _DIR_SYNC.notify_all()
-
-
-class _DirSync:
-    """Group-commit state of one folder: callers so far, callers covered, fsync running."""
-
-    __slots__ = ("asked", "done", "running")
-
-    def __init__(self) -> None:
-        self.asked = 0
-        self.done = 0
-        self.running = False
-
-
-_DIR_SYNC = threading.Condition()
-_DIR_STATE: dict[str, _DirSync] = {}
-
-
-def _fsync_dir_now(path: str) -> None:
+    unsupported)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

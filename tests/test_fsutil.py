@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import omictl.fsutil as fsutil
-from omictl.fsutil import atomic_write_json, fsync_dir, json_members
+from omictl.fsutil import atomic_write_json, json_members
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -65,86 +61,3 @@ def test_unprintable_text_is_written_escaped(tmp_path: Path, layout: dict[str, b
     text = path.read_bytes().decode("utf-8")
     assert "\\ud800" in text and "\\u009b2J" in text and "é" in text
     assert json.loads(text) == value
-
-
-def test_concurrent_folder_fsyncs_are_shared_and_each_covers_its_caller(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Group commit: every caller returns only after an fsync of the folder that started
-    after it called has ended; 16 callers at once need far fewer than 16 fsyncs."""
-    tick = itertools.count()  # a global order of events (next() is atomic here)
-    syncs: list[tuple[int, int]] = []
-
-    def slow_fsync(path: str) -> None:
-        start = next(tick)
-        time.sleep(0.02)
-        syncs.append((start, next(tick)))
-
-    monkeypatch.setattr(fsutil, "_fsync_dir_now", slow_fsync)
-    calls: list[tuple[int, int]] = []
-    barrier = threading.Barrier(16)
-
-    def caller() -> None:
-        barrier.wait()
-        called = next(tick)
-        fsync_dir(tmp_path)
-        calls.append((called, next(tick)))
-
-    threads = [threading.Thread(target=caller) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(calls) == 16
-    for called, returned in calls:
-        assert any(called < start and end < returned for start, end in syncs), (called, syncs)
-    assert len(syncs) < 8
-    assert fsutil._DIR_STATE == {}  # nothing left behind once nobody waits
-
-
-def test_a_lone_folder_fsync_really_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[str] = []
-    real = fsutil._fsync_dir_now
-    monkeypatch.setattr(fsutil, "_fsync_dir_now", lambda path: (seen.append(path), real(path)))
-    fsync_dir(tmp_path)
-    fsync_dir(tmp_path)  # a later call is never covered by an earlier fsync
-    assert seen == [str(tmp_path), str(tmp_path)]
-    fsync_dir(tmp_path / "missing")  # best effort: a folder that is gone is no error
-
-
-def test_an_interrupted_folder_fsync_covers_nobody(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The runner's fsync is interrupted: waiters must not take it as done; one of them
-    runs its own, and the folder's state is cleaned up."""
-    real: list[int] = []
-    started = threading.Event()
-    release = threading.Event()
-
-    def fsync(path: str) -> None:
-        if not started.is_set():
-            started.set()
-            release.wait(5)
-            raise KeyboardInterrupt  # not an OSError: not swallowed
-        real.append(1)
-
-    monkeypatch.setattr(fsutil, "_fsync_dir_now", fsync)
-    failures: list[BaseException] = []
-
-    def first() -> None:
-        try:
-            fsync_dir(tmp_path)
-        except KeyboardInterrupt as exc:
-            failures.append(exc)
-
-    runner = threading.Thread(target=first)
-    runner.start()
-    assert started.wait(5)
-    waiter = threading.Thread(target=fsync_dir, args=(tmp_path,))
-    waiter.start()
-    time.sleep(0.05)  # the waiter now waits on the runner's fsync
-    release.set()
-    runner.join(5)
-    waiter.join(5)
-    assert len(failures) == 1 and real == [1]  # the waiter ran a real fsync of its own
-    assert fsutil._DIR_STATE == {}

@@ -207,7 +207,6 @@ def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _json_mode_for_errors = _wants_json(args)
     _debug = False
-    output.reset_emitted()
     click_error, click_abort = _click_exceptions()
     try:
         _register(args)
@@ -237,20 +236,7 @@ def run(argv: list[str] | None = None) -> int:
         code = exc.code
         if code is None:
             return 0
-        if isinstance(code, int):
-            misplaced = _misplaced_global(args) if code == ExitCode.USAGE else None
-            if misplaced:
-                print(
-                    f"hint: {misplaced} is a global option: put it before the sub-command, "
-                    "e.g. omictl -o json decommission APP_ID --all --yes",
-                    file=sys.stderr,
-                )
-            if code == ExitCode.USAGE and _json_mode_for_errors and not output.emitted():
-                # Click printed its usage error on stderr; scripts still get one document
-                output.write_json(
-                    {"error": UsageError("invalid command line (see stderr)").to_json()},
-                    sys.stdout,
-                )
+        if isinstance(code, int):  # Click's usage errors no longer come this way (above)
             return code
         print(code, file=sys.stderr)
         return int(ExitCode.INTERNAL)

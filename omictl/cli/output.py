@@ -100,33 +100,16 @@ def _console(stream: TextIO) -> Console:
     return Console(file=stream, no_color=_no_color(), highlight=False, soft_wrap=True)
 
 
-_emitted = False
-
-
-def reset_emitted() -> None:
-    """Forget earlier documents (start of a run)."""
-    global _emitted
-    _emitted = False
-
-
-def emitted() -> bool:
-    """Whether this run already wrote its JSON document to stdout."""
-    return _emitted
-
-
 def write_json(payload: Any, stream: TextIO) -> None:
     """Write one JSON document and a newline: indented for a terminal, on one line when
     piped or redirected (as ``gh`` does; a batch's result list is megabytes, and only the
     compact form runs Python's C encoder)."""
-    global _emitted
     if _is_terminal(stream):
         text = json_text(payload, indent=2)
     else:
         text = json_text(payload, separators=(",", ":"))
     stream.write(text + "\n")
     stream.flush()
-    if stream is sys.stdout:
-        _emitted = True
 
 
 def _is_terminal(stream: TextIO) -> bool:

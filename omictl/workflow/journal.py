@@ -47,6 +47,7 @@ from omictl.fsutil import (
     ensure_private_dir,
     fsync_dir,
     read_capped,
+    write_all,
 )
 
 JOURNAL_FORMAT = "omictl-journal"
@@ -341,6 +342,11 @@ class JournalStore:
             )
         return path
 
+    def _held_fd(self, path: Path) -> int | None:
+        """The descriptor holding the log's lock, if this run holds it."""
+        with self._held_lock:
+            return self._held.get(path)
+
     def legacy_path_for(self, app_id: str, service_id: str) -> Path:
         """Where omictl before the log kept the journal (format version 1)."""
         return self.state_dir / app_id / f"{service_id}{LEGACY_SUFFIX}"
@@ -348,8 +354,7 @@ class JournalStore:
     def load(self, app_id: str, service_id: str) -> Journal:
         """The journal of one service, or a fresh one. Raises :class:`JournalError`."""
         path = self.path_for(app_id, service_id)
-        with self._held_lock:
-            held = self._held.get(path)
+        held = self._held_fd(path)
         if held is not None:  # locked by this run: read through the lock's descriptor
             raw = _read_held(held, path)
         elif path.exists():
@@ -468,8 +473,7 @@ class JournalStore:
         if not journal.unsynced:
             return
         path = self.path_for(journal.app_id, journal.service_id)
-        with self._held_lock:
-            held = self._held.get(path)
+        held = self._held_fd(path)
         try:
             # never O_CREAT: a log that vanished must not come back empty and "synced"
             fd = os.open(path, os.O_RDWR | _NOFOLLOW) if held is None else held
@@ -486,8 +490,7 @@ class JournalStore:
         """Append ``data`` to the log at ``path`` after its first ``keep`` bytes (cutting
         off a torn record when the file is ``size`` > ``keep`` bytes), then fdatasync
         (unless not ``sync``)."""
-        with self._held_lock:
-            held = self._held.get(path)
+        held = self._held_fd(path)
         created = False
         try:
             if held is None:
@@ -503,9 +506,7 @@ class JournalStore:
                     _keep_torn(path, keep)
                     os.ftruncate(fd, keep)
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    write_all(fd, data)
                     if sync:
                         _fdatasync(fd)
                 except BaseException:  # OSError, or an interrupt between two writes
