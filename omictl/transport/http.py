@@ -318,17 +318,21 @@ def _is_json_type(media: str) -> bool:
 def _retry_after(headers: httpx.Headers, now: datetime | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
     value = headers.get("retry-after", "").strip()
-    if not value:
+    if not value or len(value) > 64:  # an HTTP-date is 29 characters
         return None
-    if value.isdigit():
-        return float(min(int(value), 10**6))
+    if value.isascii() and value.isdigit():  # "²".isdigit() is true, int("²") fails
+        digits = value.lstrip("0") or "0"
+        return float(int(digits)) if len(digits) <= 6 else 1e6  # capped: no huge ints
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    try:
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    except OverflowError:  # pragma: no cover - a date at the edge of datetime's range
+        return None
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:

@@ -462,6 +462,35 @@ def test_429_retry_after_http_date(
     assert clock.sleeps == [0.0]
 
 
+@pytest.mark.parametrize(
+    ("value", "waited"),
+    [
+        ("9" * 5000, 0.125),  # over Python's int-parsing digit limit: ignored, not a crash
+        ("9" * 40, 8.0),  # a huge number of seconds: the policy's cap
+        ("00000000000000000002", 2.0),  # leading zeros are still a small number
+        ("\u00b2", 0.125),  # a superscript two: str.isdigit() says yes, int() says no
+        ("x" * 100, 0.125),  # not a number, not a date: the backoff applies
+    ],
+)
+def test_hostile_retry_after_never_escapes(
+    mock: respx.MockRouter,
+    client: httpx.Client,
+    clock: FakeClock,
+    value: str,
+    waited: float,
+) -> None:
+    """A Retry-After a peer chose to break the parser is a wait, never a crash (exit 1)."""
+    policy = RetryPolicy(attempts=2, sleep=clock.sleep, jitter=lambda: 0.25, clock=clock)
+    mock.get(URL).mock(
+        side_effect=[
+            httpx.Response(503, headers=[(b"Retry-After", value.encode("latin-1"))]),
+            httpx.Response(200, json={}),
+        ]
+    )
+    request_json(client, "GET", URL, policy=policy, what="t", deadline=100)
+    assert clock.sleeps == [waited]
+
+
 def test_429_forever_is_unavailable(
     mock: respx.MockRouter, client: httpx.Client, policy: RetryPolicy
 ) -> None:
