@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omictl.core.envelope import parse_json
-from omictl.errors import OmictlError, RemoteUnavailable, UsageError
+from omictl.errors import OmictlError, PartiallyDone, RemoteUnavailable, UsageError
 from omictl.fsutil import read_capped
 from omictl.workflow.decommission import (
     Deps,
@@ -24,6 +24,7 @@ from omictl.workflow.decommission import (
     decommission,
     record_step,
     still_listed,
+    unconfirmed_revocation,
 )
 
 if TYPE_CHECKING:
@@ -287,7 +288,7 @@ def _recheck_app(app_id: str, members: list[tuple[Deps, Result]], map_: Callable
 def _settle_quietly(result: Result, error: OmictlError) -> None:
     """Fail a pending result without reporting events (when reporting itself failed)."""
     result.check_pending = False
-    result.status = "FAILED"
+    result.status = "PARTIAL" if isinstance(error, PartiallyDone) else "FAILED"
     result.exit_code = int(error.exit_code)
     result.error = error.to_json()
 
@@ -316,6 +317,11 @@ def _judge(result: Result, deps: Deps, seen: Binding | OmictlError, *, how: str 
 
     The result stays pending until the step is reported, so a failure to report it is
     still caught (and settled) by the caller."""
+    if isinstance(seen, RemoteUnavailable) and result.check_required:
+        unconfirmed = unconfirmed_revocation(result.service_id, result.receipt_id, seen)
+        _settle_quietly(result, unconfirmed)
+        record_step(result, deps.events, "check_revoked", "failed", unconfirmed.message)
+        return
     if isinstance(seen, RemoteUnavailable):
         message = f"could not re-read the binding: {seen.message}"
         record_step(result, deps.events, "check_revoked", "warning", message)

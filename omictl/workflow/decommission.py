@@ -147,6 +147,9 @@ class Result:
     exit_code: int = 0
     #: revoked, but the re-read of the binding is left to the caller (Deps.defer_check)
     check_pending: bool = False
+    #: the re-read is the only confirmation (a 409 without the signed record): if it cannot
+    #: be done, the service is not reported REVOKED
+    check_required: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape (CLI.md: app_id, service_id, status, receipt_id,
@@ -223,6 +226,7 @@ class _Run:
         )
         self.journal = Journal(app_id=target.app_id, service_id=target.service_id)
         self.via_conflict = False  # the record came with a 409 already_revoked
+        self.unconfirmed = False  # a 409 without a record: only the re-read can confirm
 
     # ------------------------------------------------------------------ events
     def emit(self, step: str, status: str, message: str, /, **data: Any) -> None:
@@ -384,13 +388,17 @@ class _Run:
     def record_revoked(self, record: RevocationRecord | None, registry_key: bytes) -> bool:
         """Check and keep the record; True when it belongs in an evidence bundle."""
         if record is None:
+            # PROTOCOL.md section 3: the 409 carries the stored record. Without one nothing
+            # signed says the binding is revoked; the journal stays at unbind_sent (a re-run
+            # asks again) and only the re-read of the binding can confirm it.
             self.emit(
                 "verify_record",
                 "warning",
-                "registry reports the binding revoked but sent no signed record",
+                "registry reports the binding revoked but sent no signed record; "
+                "re-reading the binding to confirm",
             )
             self.result.already_revoked = True
-            self.save("done", note="already revoked; no signed record")
+            self.unconfirmed = True
             return False
         sent = self.journal.receipt["data"].get("receipt_id") if self.journal.receipt else None
         ours = record.receipt_id == sent
@@ -469,10 +477,17 @@ class _Run:
         t, d = self.t, self.d
         if d.defer_check:
             self.result.check_pending = True
+            self.result.check_required = self.unconfirmed
             return
         try:
             binding = d.registry.get_binding(t.app_id, t.service_id)
         except RemoteUnavailable as exc:
+            if self.unconfirmed:
+                message = f"could not re-read the binding: {exc.message}"
+                self.emit("check_revoked", "failed", message)
+                held = self.journal.receipt
+                receipt_id = held["data"].get("receipt_id") if held is not None else None
+                raise unconfirmed_revocation(t.service_id, receipt_id, exc) from exc
             self.emit("check_revoked", "warning", f"could not re-read the binding: {exc.message}")
             return
         except OmictlError as exc:  # as a batch records it (workflow.batch._judge)
@@ -746,6 +761,29 @@ def record_step(
             {"step": step, "status": status, "message": message, **({"data": data} if data else {})}
         )
     events(StepEvent(result.app_id, result.service_id, step, status, message, data))
+
+
+def unconfirmed_revocation(
+    service_id: str, receipt_id: str | None, cause: OmictlError
+) -> OmictlError:
+    """A 409 ``already_revoked`` came without the signed record and the re-read of the
+    binding failed: nothing confirms the revocation, so the service is not REVOKED."""
+    what = (
+        "the registry answered already_revoked without the signed record PROTOCOL.md "
+        f"section 3 requires, and the binding could not be re-read: {cause.message}"
+    )
+    if receipt_id is not None:
+        return PartiallyDone(
+            f"the provider terminated {service_id} (receipt {receipt_id}), but {what}",
+            hint="re-run the same command to confirm: the held receipt is reused, "
+            "no second DELETE is sent",
+            details={"cause": cause.to_json(), "receipt_id": receipt_id},
+        )
+    return RemoteUnavailable(
+        f"{service_id}: {what}",
+        hint="re-run the same command to confirm the revocation",
+        details={"cause": cause.to_json()},
+    )
 
 
 def still_listed(binding: Binding) -> VerificationError:

@@ -411,3 +411,36 @@ def test_a_stop_after_the_last_service_changes_nothing(tmp_path: Path, four: Fak
     )
     stop.set()
     assert [r.status for r in results] == ["REVOKED"] * len(SERVICES)
+
+
+def test_batch_409_without_a_record_needs_the_reread(tmp_path: Path, four: FakeWorld) -> None:
+    """A 409 already_revoked without its signed record, and the listing down: that service
+    is PARTIAL (exit 8, its receipt held), not REVOKED; the others keep their warning."""
+    from omictl.errors import RemoteRejected
+    from omictl.transport.registry import AlreadyRevoked
+
+    class NoRecordFor(CountingRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            if service_id != "c-3":
+                return super().unbind(app_id, service_id, sign=sign)
+            sign()
+            self.w.status[service_id] = "REVOKED"
+            problem = RemoteRejected(
+                "already revoked", status=409, problem_type="urn:omi:error:already_revoked"
+            )
+            raise AlreadyRevoked(problem, record=None)
+
+    registry = NoRecordFor(four, listing="down")
+    results = run_four(tmp_path, registry, four)
+    assert [(r.status, r.exit_code) for r in results] == [
+        ("REVOKED", 0),
+        ("REVOKED", 0),
+        ("PARTIAL", 8),
+        ("REVOKED", 0),
+    ]
+    assert final_step(results[2])["status"] == "failed"
+    assert (
+        results[2].error is not None
+        and "without the signed record" in (results[2].error["message"])
+    )
+    assert worst_exit_code([r.exit_code for r in results]) == 8

@@ -701,3 +701,65 @@ def test_a_held_receipt_is_reported_when_someone_else_revoked_the_binding(
     result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
     assert result.status == "REVOKED" and result.already_revoked
     assert result.receipt_id == world.receipts[SERVICE]["data"]["receipt_id"]
+
+
+class _NoRecord409(FakeRegistry):
+    """A registry breaking PROTOCOL.md section 3: it revokes, then answers the unbind with a
+    409 already_revoked that carries no record; ``reread`` says how the re-read goes."""
+
+    reread = "up"
+
+    def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+        from omictl.errors import RemoteRejected
+        from omictl.transport.registry import AlreadyRevoked
+
+        self.w.unbinds.append(sign().to_json())
+        self.w.status[service_id] = "REVOKED"
+        problem = RemoteRejected(
+            "already revoked", status=409, problem_type="urn:omi:error:already_revoked"
+        )
+        raise AlreadyRevoked(problem, record=None)
+
+    def get_binding(self, app_id: str, service_id: str) -> Any:
+        from omictl.errors import RemoteUnavailable
+
+        if self.reread == "down":
+            raise RemoteUnavailable("binding lookup: connection refused (fake)")
+        return super().get_binding(app_id, service_id)
+
+
+def test_a_409_without_a_record_and_no_reread_is_not_revoked(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """Nothing signed and nothing re-read confirms the revocation: exit 8 (receipt held),
+    not REVOKED/exit 0; the journal is not marked done, so a re-run asks again."""
+    registry = _NoRecord409(world)
+    registry.reread = "down"
+    deps = make_deps(world, tmp_path, registry=registry, known_binding=world.binding(SERVICE))
+    with pytest.raises(PartiallyDone) as info:
+        decommission(Target(APP_ID, SERVICE), deps)
+    assert "without the signed record" in info.value.message
+    result = info.value.details["result"]
+    assert (result["status"], result["exit_code"]) == ("PARTIAL", 8)
+    assert result["receipt_id"] is not None
+    assert result["steps"][-1]["step"] == "check_revoked"
+    assert result["steps"][-1]["status"] == "failed"
+    journal = JournalStore(tmp_path / "state").load(APP_ID, SERVICE)
+    assert journal.phase == "unbind_sent" and journal.receipt is not None
+    # the registry is back: the re-run confirms it, with no second DELETE
+    registry.reread = "up"
+    deletes = len(world.deletes)
+    result2 = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=registry))
+    assert (result2.status, result2.exit_code, result2.already_revoked) == ("REVOKED", 0, True)
+    assert len(world.deletes) == deletes
+
+
+def test_a_409_without_a_record_confirmed_by_the_reread_is_revoked(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    registry = _NoRecord409(world)
+    deps = make_deps(world, tmp_path, registry=registry, known_binding=world.binding(SERVICE))
+    result = decommission(Target(APP_ID, SERVICE), deps)
+    assert (result.status, result.exit_code, result.already_revoked) == ("REVOKED", 0, True)
+    assert result.revocation_record is None and result.bundle is None
+    assert result.steps[-1]["status"] == "done"
