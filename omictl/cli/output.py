@@ -63,7 +63,7 @@ class Output:
 
     def line(self, text: str = "") -> None:
         """Print a plain data line on stdout: no markup, no highlighting, no wrapping."""
-        print(text, file=sys.stdout, flush=True)
+        write_data(text + "\n", sys.stdout)
 
     def result(self, payload: Any, text: str) -> None:
         """JSON payload with ``-o json``, else ``text`` on stdout."""
@@ -108,8 +108,23 @@ def write_json(payload: Any, stream: TextIO) -> None:
         text = json_text(payload, indent=2)
     else:
         text = json_text(payload, separators=(",", ":"))
-    stream.write(text + "\n")
-    stream.flush()
+    write_data(text + "\n", stream)
+
+
+def write_data(text: str, stream: TextIO) -> None:
+    """Write ``text`` to stdout (``stream``). If its reader has gone (``omictl ... | head``:
+    a broken pipe), the rest of the output goes to ``/dev/null`` and the run carries on: the
+    work it reports is done, and the exit status still says how it went."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())  # so that the final flush at exit cannot fail
+            os.close(null)
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - no real fd
+            pass
 
 
 def _is_terminal(stream: TextIO) -> bool:

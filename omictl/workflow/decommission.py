@@ -760,7 +760,9 @@ def record_step(
         result.steps.append(
             {"step": step, "status": status, "message": message, **({"data": data} if data else {})}
         )
-    events(StepEvent(result.app_id, result.service_id, step, status, message, data))
+    # progress only: a stderr whose reader has gone (a broken pipe) must not stop a step
+    with contextlib.suppress(OSError):
+        events(StepEvent(result.app_id, result.service_id, step, status, message, data))
 
 
 def unconfirmed_revocation(

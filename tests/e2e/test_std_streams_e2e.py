@@ -1,0 +1,83 @@
+"""A CI step's stdout or stderr closed or cut short: the run still does its work, its exit
+status still says how it went, and nothing leaks into the wrong stream (real processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import E2E
+
+
+def _bash(e2e: E2E, script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in bash with ``$OMICTL`` the CLI and the e2e environment."""
+    env = dict(os.environ)
+    env["OMICTL"] = f"{shlex.quote(sys.executable)} -m omictl"
+    return subprocess.run(
+        ["bash", "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def _all_revoked(e2e: E2E) -> bool:
+    return {e2e.sandbox.binding_status(s) for s in e2e.sandbox.service_ids} == {"REVOKED"}
+
+
+def test_closed_stdout_still_decommissions_and_exits_0(e2e: E2E, tmp_path: Path) -> None:
+    """``>&-``: Python leaves sys.stdout None; the result goes nowhere, the exit is 0."""
+    res = _bash(e2e, f"$OMICTL -o json decommission {e2e.app_id} --all --yes >&-", tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+    assert _all_revoked(e2e)
+
+
+def test_closed_stderr_still_decommissions_with_one_json_document(e2e: E2E, tmp_path: Path) -> None:
+    """``2>&-``: no progress lines, yet every step runs and stdout is the one document."""
+    res = _bash(e2e, f"$OMICTL -o json decommission {e2e.app_id} --all --yes 2>&-", tmp_path)
+    assert res.returncode == 0, res.stdout
+    doc = json.loads(res.stdout)  # one document, nothing else mixed in
+    assert [r["status"] for r in doc["results"]] == ["REVOKED"] * 3
+    assert _all_revoked(e2e)
+
+
+def test_closed_stderr_error_is_still_one_json_document(e2e: E2E, tmp_path: Path) -> None:
+    res = _bash(e2e, "$OMICTL -o json decommission org.bad --all --yes 2>&-", tmp_path)
+    assert res.returncode == 2
+    assert json.loads(res.stdout)["error"]["exit_code"] == 2
+
+
+def test_stdout_reader_gone_keeps_the_exit_status(e2e: E2E, tmp_path: Path) -> None:
+    """``| true``: the reader exits before the document is written (a broken pipe)."""
+    script = (
+        f"$OMICTL -o json decommission {e2e.app_id} --all --yes | (exec 0<&-; true)\n"
+        'echo "status=${PIPESTATUS[0]}" >&2'
+    )
+    res = _bash(e2e, script, tmp_path)
+    assert "status=0" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and "BrokenPipeError" not in res.stderr
+    assert _all_revoked(e2e)
+
+
+def test_stderr_reader_gone_does_not_stop_a_step(e2e: E2E, tmp_path: Path) -> None:
+    """Progress lines into a pipe nobody reads: the decommission carries on to the end."""
+    service = e2e.sandbox.service_ids[0]
+    script = (  # stderr into the pipe, then stdout into the file
+        f"$OMICTL -o json decommission {e2e.app_id} {service} --yes 2>&1 1>out.json "
+        "| (exec 0<&-; true)\n"
+        'echo "status=${PIPESTATUS[0]}"'
+    )
+    res = _bash(e2e, script, tmp_path)
+    assert "status=0" in res.stdout, res.stdout + res.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["status"] == "REVOKED"
+    assert e2e.sandbox.binding_status(service) == "REVOKED"
