@@ -27,9 +27,40 @@ from omictl.core.messages import (
     parse_registry_info,
     verify_revocation_record,
 )
-from omictl.errors import RemoteRejected, RemoteUnavailable, UsageError, VerificationError
+from omictl.errors import (
+    ProtocolError,
+    RemoteRejected,
+    RemoteUnavailable,
+    UsageError,
+    VerificationError,
+)
 from omictl.transport.http import RetryPolicy, check_url, request_json
 from omictl.transport.pins import PinChange, PinStore, repin_hint
+
+
+class RecordRejected(VerificationError):
+    """The registry answered the unbind, but its revocation record did not verify (wrong
+    key, another app or service, not REVOKED). ``answer`` is what it sent, for the caller
+    to keep; the binding may well be revoked."""
+
+    code = "invalid_record"
+
+    def __init__(self, error: VerificationError, *, answer: Any) -> None:
+        super().__init__(error.message, hint=error.hint, code=error.code)
+        self.answer = answer
+
+
+def _record_of_unbind(
+    raw: Any, *, registry_public_key: bytes, app_id: str, service_id: str
+) -> RevocationRecord:
+    try:
+        return verify_revocation_record(
+            raw, registry_public_key=registry_public_key, app_id=app_id, service_id=service_id
+        )
+    except ProtocolError:
+        raise  # the answer's shape: as any other broken answer of the call
+    except VerificationError as exc:
+        raise RecordRejected(exc, answer=raw) from exc
 
 
 class AlreadyRevoked(RemoteRejected):
@@ -236,14 +267,14 @@ class RegistryClient:
             raw_record = exc.problem.get("record")
             record = None
             if raw_record is not None:
-                record = verify_revocation_record(
+                record = _record_of_unbind(
                     raw_record,
                     registry_public_key=registry_key,
                     app_id=app_id,
                     service_id=service_id,
                 )
             raise AlreadyRevoked(exc, record=record) from exc
-        return verify_revocation_record(
+        return _record_of_unbind(
             answer.body, registry_public_key=registry_key, app_id=app_id, service_id=service_id
         )
 

@@ -60,16 +60,27 @@ class Archive:
         return path
 
     def save_rejected(
-        self, *, app_id: str, service_id: str, answer: Any, reason: str, now: int
+        self,
+        *,
+        app_id: str,
+        service_id: str,
+        answer: Any,
+        reason: str,
+        now: int,
+        source: str = "provider",
     ) -> Path:
-        """Keep a provider answer that failed verification, with the reason, for inspection."""
-        path = self.root / "rejected" / _safe(app_id) / f"{_safe(service_id)}--{now}.json"
+        """Keep an answer that failed verification, with the reason, for inspection: the
+        provider's (a receipt) or the registry's (``source="registry"``, a revocation
+        record; its file name ends ``--record``)."""
+        suffix = "" if source == "provider" else "--record"
+        path = self.root / "rejected" / _safe(app_id) / f"{_safe(service_id)}--{now}{suffix}.json"
         atomic_write_json(
             path,
             {
                 "app_id": app_id,
                 "service_id": service_id,
                 "received_at": now,
+                "from": source,
                 "reason": reason,
                 "answer": answer,
             },

@@ -303,7 +303,7 @@ class _Run:
         return answer
 
     def verify_receipt(self, answer: Any, binding: Binding) -> Receipt:
-        t, d = self.t, self.d
+        t = self.t
         try:
             receipt = verify_receipt(
                 answer,
@@ -313,13 +313,7 @@ class _Run:
                 data_handling=self.journal.data_handling,
             )
         except VerificationError as exc:
-            path = d.archive.save_rejected(
-                app_id=t.app_id,
-                service_id=t.service_id,
-                answer=answer,
-                reason=exc.message,
-                now=d.clock(),
-            )
+            path = self.keep_rejected(answer, exc.message)
             self.journal.rejected_receipt = journaled_answer(answer, kept_at=path)
             self.journal.rejection_reason = exc.message[:2000]
             self.save("receipt_rejected", note=exc.message)
@@ -345,7 +339,7 @@ class _Run:
 
     def unbind(self, registry_key: bytes) -> RevocationRecord | None:
         t, d = self.t, self.d
-        from omictl.transport.registry import AlreadyRevoked
+        from omictl.transport.registry import AlreadyRevoked, RecordRejected
 
         self.emit("unbind", "start", f"POST unbind to {d.registry_url}")
 
@@ -370,6 +364,9 @@ class _Run:
             self.emit("unbind", "done", "registry says the binding was already revoked")
             self.via_conflict = True
             return exc.record
+        except RecordRejected as exc:
+            self.emit("unbind", "done", "registry answered the unbind request")
+            raise self.record_rejected(exc) from exc
         except (RemoteUnavailable, RemoteRejected, ProtocolError) as exc:
             if self.journal.receipt is None:
                 raise
@@ -384,6 +381,41 @@ class _Run:
             ) from exc
         self.emit("unbind", "done", "registry accepted the unbind request")
         return record
+
+    def keep_rejected(self, answer: Any, reason: str, *, source: str = "provider") -> Path:
+        """Keep an answer that failed verification under ``receipts/rejected/``."""
+        return self.d.archive.save_rejected(
+            app_id=self.t.app_id,
+            service_id=self.t.service_id,
+            answer=answer,
+            reason=reason,
+            now=self.d.clock(),
+            source=source,
+        )
+
+    def record_rejected(self, exc: VerificationError) -> VerificationError:
+        """The registry's answer to our unbind held a record that does not verify: keep
+        that answer for inspection and say what to do. The binding may be revoked; the
+        journal stays at ``unbind_sent``, so a re-run asks the registry for its record again
+        (its 409 ``already_revoked`` carries the stored one)."""
+        kept = ""
+        try:
+            path = self.keep_rejected(getattr(exc, "answer", None), exc.message, source="registry")
+            kept = f"the registry's answer is kept at {path}; "
+            self.emit("verify_record", "failed", exc.message, kept_at=str(path))
+        except OmictlError as unkept:
+            self.emit("verify_record", "failed", f"{exc.message} (not kept: {unkept.message})")
+        again = (
+            "re-run the same command to ask the registry for its record again (the held "
+            "receipt is reused, no second DELETE is sent)"
+            if self.journal.receipt is not None
+            else "re-run the same command to ask the registry for its record again"
+        )
+        return VerificationError(
+            exc.message,
+            code=exc.code,
+            hint=f"{kept}report it to the registry operator; {again}",
+        )
 
     def record_revoked(self, record: RevocationRecord | None, registry_key: bytes) -> bool:
         """Check and keep the record; True when it belongs in an evidence bundle."""

@@ -7,6 +7,7 @@ own fault modes for the rest. Each test: exit code exact, nothing destructive se
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -279,6 +280,16 @@ def test_record_for_other_service_is_exit_5(e2e: E2E) -> None:
     assert doc["revocation_record"] is None
     assert e2e.sandbox.delete_count(sid) == 1
     assert not list((e2e.home / "receipts").glob("*/*.json"))
+    # the result says the unbind was answered and the record refused, and keeps the answer
+    steps = [(s["step"], s["status"]) for s in doc["steps"]]
+    assert steps[-2:] == [("unbind", "done"), ("verify_record", "failed")]
+    kept = Path(doc["steps"][-1]["data"]["kept_at"])
+    assert kept.parent.parent.name == "rejected" and kept.name.endswith("--record.json")
+    saved = json.loads(kept.read_text())
+    assert saved["from"] == "registry"
+    assert saved["answer"]["data"]["service_id"] == f"{sid}-other"
+    assert str(kept) in doc["error"]["hint"] and "no second DELETE" in doc["error"]["hint"]
+    assert "hint:" in res.err
 
 
 def test_record_for_other_service_then_rerun_recovers(e2e: E2E) -> None:
