@@ -298,7 +298,17 @@ class _Run:
             self.save("termination_sent")  # before the bytes leave: a crash now resumes here
             return env
 
-        answer = d.provider.terminate(endpoint, sign=sign)
+        try:
+            answer = d.provider.terminate(endpoint, sign=sign)
+        except OmictlError as exc:
+            self.emit("terminate", "failed", exc.message)
+            if isinstance(exc, RemoteUnavailable) and self.journal.termination_request:
+                # a timeout or a dropped connection says nothing about what the provider did
+                exc.hint = (exc.hint + "; " if exc.hint else "") + (
+                    "the DELETE may have reached the provider: re-run the same command to "
+                    "resume (a repeated DELETE is answered with the original receipt)"
+                )
+            raise
         self.emit("terminate", "done", "provider answered")
         return answer
 
@@ -368,10 +378,10 @@ class _Run:
             self.emit("unbind", "done", "registry answered the unbind request")
             raise self.record_rejected(exc) from exc
         except (RemoteUnavailable, RemoteRejected, ProtocolError) as exc:
+            self.emit("unbind", "failed", exc.message)
             if self.journal.receipt is None:
                 raise
             receipt_id = self.journal.receipt["data"].get("receipt_id")
-            self.emit("unbind", "failed", exc.message)
             raise PartiallyDone(
                 f"the provider terminated {t.service_id} (receipt {receipt_id}) but the "
                 f"registry did not revoke it yet: {exc.message}",

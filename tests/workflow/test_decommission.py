@@ -763,3 +763,26 @@ def test_a_409_without_a_record_confirmed_by_the_reread_is_revoked(
     assert (result.status, result.exit_code, result.already_revoked) == ("REVOKED", 0, True)
     assert result.revocation_record is None and result.bundle is None
     assert result.steps[-1]["status"] == "done"
+
+
+def test_a_delete_without_an_answer_is_a_failed_step_that_says_how_to_resume(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """A DELETE that timed out may have been applied: the result's last step is the failed
+    terminate, the hint says a re-run resumes, and the re-run sends the DELETE again (the
+    provider answers it with the original receipt), never a new tenant wipe elsewhere."""
+    from omictl.errors import RemoteUnavailable
+
+    class Silent(FakeProvider):
+        def terminate(self, endpoint_url: str, *, sign: Any) -> Any:
+            super().terminate(endpoint_url, sign=sign)  # applied...
+            raise RemoteUnavailable("termination request: read timed out (fake)")  # ...unheard
+
+    with pytest.raises(RemoteUnavailable) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, provider=Silent(world)))
+    result = info.value.details["result"]
+    assert (result["steps"][-1]["step"], result["steps"][-1]["status"]) == ("terminate", "failed")
+    assert "may have reached the provider" in (info.value.hint or "")
+    assert JournalStore(tmp_path / "state").load(APP_ID, SERVICE).phase == "termination_sent"
+    again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert (again.status, again.resumed_from) == ("REVOKED", "termination_sent")
