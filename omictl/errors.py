@@ -101,6 +101,8 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 6
     ABORTED = 7
     PARTIAL = 8
+    #: stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report a Ctrl-C)
+    INTERRUPTED = 130
 
 
 class OmictlError(Exception):
@@ -212,6 +214,14 @@ class Aborted(OmictlError):
 
     exit_code = ExitCode.ABORTED
     code = "aborted"
+
+
+class Interrupted(Aborted):
+    """SIGINT (Ctrl-C) or SIGTERM (a cancelled CI job, ``timeout``, Kubernetes) stopped the
+    command; a journal resumes any decommission it cut short."""
+
+    exit_code = ExitCode.INTERRUPTED
+    code = "interrupted"
 
 
 class PartiallyDone(OmictlError):

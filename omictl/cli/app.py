@@ -210,8 +210,11 @@ def run(argv: list[str] | None = None) -> int:
     click_error, click_abort = _click_exceptions()
     try:
         _register(args)
+        from omictl.cli.common import interrupt_on_signals
+
         try:
-            status = app(args=args, prog_name="omictl", standalone_mode=False)
+            with interrupt_on_signals():
+                status = app(args=args, prog_name="omictl", standalone_mode=False)
         except click_error as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command
                 exc.show()  # type: ignore[attr-defined]  # the group's help, on stderr

@@ -51,6 +51,40 @@ def load_key(inv: Invocation, ref: str | None, passphrase_file: Path | None) -> 
 
 
 @contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM raise :class:`~omictl.errors.Interrupted`
+    (exit 130) in the main thread, so every command reports a stop the same way: one line
+    on stderr, or the JSON error document with ``-o json``. Without it Typer turns Ctrl-C
+    into a silent exit 130 and SIGTERM kills the process with no word (exit 143). A
+    signal the parent ignores (``nohup``, a background job) stays ignored; a batch installs
+    its own handlers (:func:`stop_on_signals`) while its services run."""
+    import signal
+
+    from omictl.errors import Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        raise Interrupted(
+            f"interrupted ({name})",
+            hint="re-run the same command: an interrupted decommission resumes from its journal",
+        )
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
 def stop_on_signals(
     *,
     on_stop: Callable[[], None] | None = None,

@@ -210,7 +210,8 @@ def _not_started(target: Target) -> Result:
         exit_code=INTERRUPTED_EXIT,
         error={
             "code": "interrupted",
-            "message": "not started: the batch was interrupted (Ctrl-C); nothing was sent",
+            "message": "not started: the batch was interrupted (Ctrl-C or SIGTERM); "
+            "nothing was sent",
             "exit_code": INTERRUPTED_EXIT,
         },
     )

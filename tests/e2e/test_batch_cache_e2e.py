@@ -121,24 +121,29 @@ def test_sigterm_in_a_batch_stops_it_like_ctrl_c(e2e: E2E, monkeypatch: pytest.M
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def _batch_child(e2e: E2E) -> subprocess.Popen[str]:
-    """``omictl -o json decommission APP --all --yes --concurrency 1`` as a real process,
-    its providers slowed to 3 s a request so that a service is in flight for a while."""
+def _decommission_child(*args: str) -> subprocess.Popen[str]:
+    """``omictl -o json decommission ARGS`` as a real process. A child of a non-interactive
+    shell may inherit SIGINT ignored; it gets the default back, as under a terminal."""
     import os
+    import signal
     import sys
 
-    e2e.sandbox.faults.provider("slow", seconds=3.0)
     return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "omictl", "-o", "json", "decommission", e2e.app_id),
-            *("--all", "--yes", "--concurrency", "1"),
-        ],
+        [sys.executable, "-m", "omictl", "-o", "json", "decommission", *args],
         env=dict(os.environ),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def _batch_child(e2e: E2E) -> subprocess.Popen[str]:
+    """``decommission APP --all --yes --concurrency 1``, its providers slowed to 3 s a
+    request so that a service is in flight for a while."""
+    e2e.sandbox.faults.provider("slow", seconds=3.0)
+    return _decommission_child(e2e.app_id, "--all", "--yes", "--concurrency", "1")
 
 
 def _wait_for_first_delete(e2e: E2E, child: subprocess.Popen[str]) -> None:
@@ -199,3 +204,35 @@ def test_an_interrupt_after_every_service_finished_still_exits_130(
     assert res.code == 130, res.err
     doc = res.json()
     assert doc["exit_code"] == 130 and {r["status"] for r in doc["results"]} == {"REVOKED"}
+
+
+def _single_child(e2e: E2E, service_id: str) -> subprocess.Popen[str]:
+    """``decommission APP SERVICE --yes``, its provider slowed to 3 s."""
+    e2e.sandbox.faults.provider("slow", seconds=3.0)
+    return _decommission_child(e2e.app_id, service_id, "--yes")
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_in_a_single_decommission_is_reported_and_resumable(
+    e2e: E2E, signame: str
+) -> None:
+    """Before, SIGTERM killed a one-service run with no word (exit 143) and Typer turned
+    Ctrl-C into a silent exit 130. Now: exit 130, one line on stderr, the JSON error
+    document on stdout, and the re-run resumes without a second wipe elsewhere."""
+    import signal
+
+    sid = e2e.sandbox.service_ids[0]
+    child = _single_child(e2e, sid)
+    _wait_for_first_delete(e2e, child)
+    child.send_signal(getattr(signal, signame))
+    out, err = child.communicate(timeout=20)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err
+    name = "SIGTERM" if signame == "SIGTERM" else "Ctrl-C"
+    assert f"interrupted ({name})" in err
+    doc = json.loads(out)
+    assert (doc["error"]["code"], doc["error"]["exit_code"]) == ("interrupted", 130)
+    e2e.sandbox.faults.clear()
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
+    assert res.code == 0, res.err
+    assert res.json()["resumed_from"] == "termination_sent"
