@@ -559,7 +559,21 @@ class _Run:
             unbind_request=self.journal.unbind_request,
             revocation_record=self.journal.revocation_record,
         )
-        path = d.archive.save_bundle(bundle)
+        try:
+            path = d.archive.save_bundle(bundle)
+        except OmictlError as exc:  # disk full, permissions: the revocation stands
+            self.emit("archive", "failed", exc.message)
+            held = self.journal.receipt
+            raise PartiallyDone(
+                f"{self.t.service_id} is revoked (its record verified), but the evidence "
+                f"bundle could not be written: {exc.message}",
+                hint=f"free space or fix the permissions of {d.archive.root}, then re-run the "
+                "same command: nothing is sent again, the bundle is written from the journal",
+                details={
+                    "cause": exc.to_json(),
+                    "receipt_id": held["data"].get("receipt_id") if held else None,
+                },
+            ) from exc
         self.journal.bundle_path = str(path)
         self.save("done")
         self.result.bundle = str(path)

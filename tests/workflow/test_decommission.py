@@ -786,3 +786,24 @@ def test_a_delete_without_an_answer_is_a_failed_step_that_says_how_to_resume(
     assert JournalStore(tmp_path / "state").load(APP_ID, SERVICE).phase == "termination_sent"
     again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
     assert (again.status, again.resumed_from) == ("REVOKED", "termination_sent")
+
+
+def test_a_bundle_that_cannot_be_written_is_partial_and_the_rerun_writes_it(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """Revoked and verified, but the disk refuses the bundle: exit 8 (not 1, a bug), the
+    record in the result, and a re-run writes the bundle without sending anything."""
+    (tmp_path / "receipts").write_text("a file where the archive folder should be")
+    with pytest.raises(PartiallyDone) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    result = info.value.details["result"]
+    assert (result["status"], result["exit_code"]) == ("PARTIAL", 8)
+    assert result["revocation_record"] == world.records[SERVICE]
+    assert (result["steps"][-1]["step"], result["steps"][-1]["status"]) == ("archive", "failed")
+    assert "re-run" in (info.value.hint or "")
+    (tmp_path / "receipts").unlink()
+    sent = (len(world.deletes), len(world.unbinds))
+    again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert again.status == "REVOKED" and again.bundle is not None
+    assert (len(world.deletes), len(world.unbinds)) == sent
+    assert verify_bundle(json.loads(Path(again.bundle).read_text())).receipt_id
