@@ -253,8 +253,8 @@ def _run_single(
     )
 
     out = inv.out
-    if endpoint:
-        endpoint = check_url(endpoint, insecure=insecure, what="--endpoint")
+    if endpoint:  # checked now; sent as given (a trailing slash may matter to the provider)
+        check_url(endpoint, insecure=insecure, what="--endpoint")
     if target.skip_provider:
         out.warn(
             "--skip-provider: the registry will revoke the binding WITHOUT a provider "

@@ -34,13 +34,16 @@ class ProviderClient:
         :class:`~omictl.errors.UsageError` (exit 2, nothing sent: the user may consent
         with ``--insecure``). Otherwise raises the :func:`request_json` errors.
         """
-        url = check_url(
+        # checked, then sent exactly as the binding gives it (PROTOCOL.md section 4:
+        # DELETE {endpoint_url}); the normal form drops a trailing slash, which a provider
+        # may route differently
+        check_url(
             endpoint_url, insecure=self._insecure, what="service endpoint", error=ProtocolError
         )
         answer = request_json(
             self._client,
             "DELETE",
-            url,
+            endpoint_url,
             body=lambda: encode_body(sign()),
             policy=self._policy,
             what="termination request",

@@ -40,10 +40,11 @@ def _hint_for(url: str) -> str:
 def normalize_url(url: str, *, what: str = "URL", error: type[OmictlError] = UsageError) -> str:
     """Check the shape of an http(s) URL and return its normal form.
 
-    The normal form has the scheme and host lower-cased, the default port (443/80) dropped,
-    and no trailing slash. Raises ``error`` naming ``what`` for: anything but ``http`` or
-    ``https``, no host, user info (``user:pass@``), a query or fragment, a bad port,
-    whitespace or control characters.
+    The normal form has the scheme and host lower-cased, a trailing dot of the host and the
+    default port (443/80) dropped, and no trailing slash. Raises ``error`` naming ``what``
+    for: anything but ``http`` or ``https``, no host, user info (``user:pass@``), a query
+    or fragment, a bad port, ``.`` or ``..`` path segments, whitespace or control
+    characters.
     """
     if not isinstance(url, str) or not url:
         raise error(f"{what} is empty", hint=_hint_for(""))
@@ -64,6 +65,8 @@ def normalize_url(url: str, *, what: str = "URL", error: type[OmictlError] = Usa
             hint="omictl authenticates with signatures; remove the credentials from the URL",
         )
     host = (parts.hostname or "").lower()
+    if host.endswith(".") and not host.endswith(".."):
+        host = host[:-1]  # "reg.example." is the DNS name "reg.example": one pin, not two
     if not host:
         raise error(f"{what} {url!r} has no host", hint=_hint_for(url))
     if parts.query or parts.fragment or url.endswith(("?", "#")):
@@ -75,6 +78,9 @@ def normalize_url(url: str, *, what: str = "URL", error: type[OmictlError] = Usa
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc = f"{netloc}:{port}"
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        # httpx would resolve them; refused so that one URL has one spelling (pins, logs)
+        raise error(f"{what} {url!r} must not contain '.' or '..' path segments")
     path = parts.path.rstrip("/")
     return f"{scheme}://{netloc}{path}"
 

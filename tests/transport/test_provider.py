@@ -47,6 +47,17 @@ def test_terminate_sends_signed_delete(mock: respx.MockRouter, provider: Provide
     assert sent["public_key_hint"] == MASTER_SIGNER.key_id
 
 
+def test_terminate_sends_to_the_endpoint_exactly_as_bound(
+    mock: respx.MockRouter, provider: ProviderClient
+) -> None:
+    """PROTOCOL.md section 4: DELETE {endpoint_url}. A trailing slash is kept (a provider
+    may route /tenants/42/ and /tenants/42 differently); it was once cut off."""
+    endpoint = ENDPOINT + "/tenants/42/"
+    route = mock.delete(endpoint).respond(200, json={})
+    provider.terminate(endpoint, sign=sign_termination)
+    assert str(route.calls.last.request.url) == endpoint
+
+
 def test_terminate_retry_has_new_nonce(mock: respx.MockRouter, provider: ProviderClient) -> None:
     """503 then 200: two DELETEs with different nonces."""
     route = mock.delete(ENDPOINT).mock(

@@ -21,6 +21,7 @@ from omictl.transport.urls import is_loopback_host, normalize_url
         ("http://localhost:80", "http://localhost"),
         ("http://[::1]:8470", "http://[::1]:8470"),
         ("http://127.8.9.10", "http://127.8.9.10"),
+        ("https://registry.example./v1/", "https://registry.example/v1"),  # one pin, not two
     ],
 )
 def test_accepted_urls_are_normalized(given: str, normal: str) -> None:
@@ -43,6 +44,10 @@ def test_accepted_urls_are_normalized(given: str, normal: str) -> None:
         ("https://registry.example:99999", "has an invalid port"),
         ("https://registry.example/a b", "whitespace or control characters"),
         ("https://registry.example/\x1b", "whitespace or control characters"),
+        ("https://registry.example/./", "path segments"),
+        ("https://registry.example/a/../b", "path segments"),
+        ("https://registry.example/..", "path segments"),
+        ("https://./", "has no host"),
     ],
 )
 def test_malformed_urls_refused(given: str, fragment: str) -> None:
