@@ -173,17 +173,6 @@ def verify_command(
         if exc.code == "protocol_error" and "bundle" in exc.message:
             raise UsageError(exc.message) from exc
         raise
-    if inv.out.json_mode:
-        inv.out.emit_json(report.to_json())
-        return
-    inv.out.success(f"bundle {report.bundle_id} verifies")
-    for check in report.checks:
-        inv.out.info(f"  ✓ {check}")
-    inv.out.line(
-        f"VERIFIED {report.app_id}/{report.service_id} receipt={report.receipt_id} "
-        f"revoked_at={when(report.revoked_at)} master={report.master_key_id} "
-        f"service={report.service_key_id} registry={report.registry_key_id}"
-    )
     unpinned = [
         role
         for role, key in (
@@ -193,6 +182,19 @@ def verify_command(
         )
         if key is None
     ]
+    if inv.out.json_mode:
+        # a bundle that brings its own keys verifies against itself: say which were
+        # taken from it, so a script can tell "verified" from "verified under keys I trust"
+        inv.out.emit_json({**report.to_json(), "keys_from_bundle": unpinned})
+        return
+    inv.out.success(f"bundle {report.bundle_id} verifies")
+    for check in report.checks:
+        inv.out.info(f"  ✓ {check}")
+    inv.out.line(
+        f"VERIFIED {report.app_id}/{report.service_id} receipt={report.receipt_id} "
+        f"revoked_at={when(report.revoked_at)} master={report.master_key_id} "
+        f"service={report.service_key_id} registry={report.registry_key_id}"
+    )
     if unpinned:
         inv.out.info(
             f"note: the {', '.join(unpinned)} key(s) were taken from the bundle itself; "

@@ -88,6 +88,8 @@ def test_bundle_exports_and_verifies_offline(e2e: E2E, tmp_path: Path) -> None:
         "-o", "json", "receipts", "verify", str(bundle), "--master-key", e2e.master.public_key.hex()
     )
     assert ok.code == 0 and ok.json()["verified"] is True
+    # the master key was given; the other two came from the bundle itself, and -o json says so
+    assert ok.json()["keys_from_bundle"] == ["service", "registry"]
     tampered = json.loads(bundle.read_text())
     tampered["termination_receipt"]["data"]["message"] = "nothing happened"
     bundle.write_text(json.dumps(tampered))
