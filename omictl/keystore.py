@@ -599,6 +599,23 @@ def decrypt_seed(key: KeyFile, passphrase: bytes) -> bytes:
     return seed
 
 
+def weak_kdf(key: KeyFile) -> str | None:
+    """A warning when ``key`` is sealed with a cheaper Argon2id cost than omictl seals keys
+    with (:data:`KDF_LIMITS`, at least MODERATE): a key file made by another tool, or by a
+    test, is that much cheaper to brute-force offline. None otherwise."""
+    kdf = key.kdf
+    if not key.encrypted or kdf is None:
+        return None
+    if kdf.opslimit >= KDF_LIMITS.opslimit and kdf.memlimit >= KDF_LIMITS.memlimit:
+        return None
+    return (
+        f"key {key.name} is sealed with a weak Argon2id cost (opslimit {kdf.opslimit}, "
+        f"{kdf.memlimit // 1024} KiB; omictl uses at least {KDF_LIMITS.opslimit} and "
+        f"{KDF_LIMITS.memlimit // (1024 * 1024)} MiB): re-seal it with "
+        f"omictl keys passwd {key.name}"
+    )
+
+
 def unlock(
     key: KeyFile,
     passphrases: PassphraseSource,
@@ -607,12 +624,16 @@ def unlock(
 ) -> Signer:
     """Return the :class:`Signer` of ``key``, asking ``passphrases`` if it is encrypted.
 
-    An unencrypted key calls ``warn`` every time it is used. Raises :class:`KeystoreError`
-    (wrong passphrase, inconsistent file, no passphrase source).
+    An unencrypted key, or one sealed with a weak Argon2id cost (:func:`weak_kdf`), calls
+    ``warn`` every time it is used. Raises :class:`KeystoreError` (wrong passphrase,
+    inconsistent file, no passphrase source).
     """
     from omictl.core.envelope import Signer
 
     if key.encrypted:
+        weak = weak_kdf(key)
+        if weak is not None and warn is not None:
+            warn(weak)
         passphrase = passphrases.get(f"passphrase for key {key.name}: ")
     else:
         passphrase = b""

@@ -579,3 +579,23 @@ def test_parse_key_bytes_names_source() -> None:
     """Errors from parse_key_bytes name where the bytes came from."""
     with pytest.raises(KeystoreError, match="the variable X"):
         parse_key_bytes(b"{}", source="the variable X")
+
+
+def test_a_key_sealed_below_omictls_cost_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key file sealed at libsodium's MIN cost (another tool, a test home) is accepted,
+    but every unlock says so and names the fix; one at omictl's cost says nothing."""
+    from omictl.keystore import weak_kdf
+
+    make_key(tmp_path / "a")  # sealed at MIN: the fast_kdf fixture lowered KDF_LIMITS
+    raw = export_key_bytes(tmp_path / "a", "master")
+    monkeypatch.setattr(keystore, "KDF_LIMITS", keystore.INTERACTIVE_LIMITS)  # "production"
+    key = import_key_bytes(tmp_path / "b", "restored", raw)
+    warning = weak_kdf(key)
+    assert warning is not None and "omictl keys passwd restored" in warning
+    warned: list[str] = []
+    unlock(load_key(tmp_path / "b", "restored"), source(), warn=warned.append)
+    assert warned == [warning]
+    monkeypatch.setattr(keystore, "KDF_LIMITS", keystore.MIN_LIMITS)
+    assert weak_kdf(key) is None

@@ -30,6 +30,7 @@ from omictl.keystore import (
     list_keys,
     load_key,
     parse_seed_text,
+    weak_kdf,
     write_output_file,
 )
 
@@ -274,6 +275,9 @@ def import_cmd(
         key = import_key_bytes(keys_dir, name, _read_input(source, what="key file"), force=force)
         if not key.encrypted:
             _warn_unencrypted(inv.out, name)
+        weak = weak_kdf(key)
+        if weak is not None:
+            inv.out.warn(weak)
     inv.out.success(f"imported {key.kind} key {name} (key id {key.key_id})")
     inv.out.result(key.info(), _info_text(key))
 

@@ -416,6 +416,21 @@ def test_import_garbage_key_file(cli: Cli, tmp_path: Path) -> None:
     assert not (cli.keys_dir / "x.json").exists()
 
 
+def test_import_of_a_weakly_sealed_key_file_warns(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup sealed below omictl's Argon2id cost imports, with a warning naming the fix."""
+    from omictl import keystore
+
+    cli.add_seed()  # sealed at MIN (the suite's fast KDF)
+    backup = tmp_path / "backup.json"
+    assert cli("keys", "export", "master", "--out", str(backup)).code == 0
+    monkeypatch.setattr(keystore, "KDF_LIMITS", keystore.MODERATE_LIMITS)
+    result = cli("keys", "import", "restored", str(backup))
+    assert result.code == 0, result.err
+    assert "weak Argon2id cost" in result.err and "omictl keys passwd restored" in result.err
+
+
 # ---------------------------------------------------------------------------- delete, passwd
 
 
