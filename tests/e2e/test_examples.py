@@ -43,9 +43,10 @@ def world(tmp_path: Path) -> Iterator[tuple[Sandbox, dict[str, str]]]:
         yield sandbox, env
 
 
-def omictl(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``command`` as a CI runner would run it: no stdin, output captured, 2 minutes."""
     return subprocess.run(
-        [sys.executable, "-m", "omictl", *args],
+        command,
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -54,6 +55,10 @@ def omictl(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comple
         check=False,
         stdin=subprocess.DEVNULL,
     )
+
+
+def omictl(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "omictl", *args], env, cwd)
 
 
 def test_plan_file_example(world: tuple[Sandbox, dict[str, str]], tmp_path: Path) -> None:
@@ -77,21 +82,36 @@ def test_plan_file_example(world: tuple[Sandbox, dict[str, str]], tmp_path: Path
 def test_teardown_script_example(world: tuple[Sandbox, dict[str, str]], tmp_path: Path) -> None:
     """examples/teardown.sh tears down every ACTIVE service and exits 0."""
     sandbox, env = world
-    res = subprocess.run(
-        ["bash", str(EXAMPLES / "teardown.sh")],
-        env=dict(env, APP_ID=APP_ID),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    res = run(["bash", str(EXAMPLES / "teardown.sh")], dict(env, APP_ID=APP_ID), tmp_path)
     assert res.returncode == 0, res.stderr + res.stdout
     assert "teardown complete" in res.stdout
     assert all(sandbox.binding_status(s) == "REVOKED" for s in sandbox.service_ids)
     report = json.loads((tmp_path / "teardown-result.json").read_text())
     assert report["summary"]["REVOKED"] == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "says"),
+    [
+        ({"OMICTL_MASTER_SEED": ""}, 3, "error:"),  # the secret is missing: an error document
+        ({"APP_ID": "not-an-app-id"}, 2, "error:"),
+    ],
+)
+def test_teardown_script_keeps_omictls_exit_code(
+    world: tuple[Sandbox, dict[str, str]],
+    tmp_path: Path,
+    change: dict[str, str],
+    code: int,
+    says: str,
+) -> None:
+    """When omictl prints only {"error": ...}, the script's report must not fail on it and
+    replace omictl's exit status with its own (set -e once made it 1)."""
+    _, env = world
+    res = run(
+        ["bash", str(EXAMPLES / "teardown.sh")], {**env, "APP_ID": APP_ID, **change}, tmp_path
+    )
+    assert res.returncode == code, res.stderr + res.stdout
+    assert says in res.stdout and "Traceback" not in res.stderr
 
 
 def _expand(value: str, known: dict[str, str]) -> str:
@@ -119,15 +139,10 @@ def test_github_actions_example(world: tuple[Sandbox, dict[str, str]], tmp_path:
     for step in job["steps"]:
         if "run" not in step or step.get("name") == "Install omictl":
             continue  # omictl is already installed here; `uses:` steps are GitHub's
-        res = subprocess.run(
+        res = run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-            env=run_env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            stdin=subprocess.DEVNULL,
+            run_env,
+            tmp_path,
         )
         assert res.returncode == 0, f"{step['name']}: {res.stderr}"
         ran += 1
