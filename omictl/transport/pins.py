@@ -81,16 +81,21 @@ class PinStore:
             raise self._corrupt("'registries' must be an object")
         out: dict[str, dict[str, Any]] = {}
         for url, entry in registries.items():
-            out[url] = self._check_entry(url, entry)
+            try:
+                # a pin written by an older omictl may be in its older normal form (a host's
+                # trailing dot kept): it is read under today's, and rewritten so on next save
+                normal = normalize_url(url, what="pinned registry URL", allow_dot_segments=True)
+            except UsageError as exc:
+                raise self._corrupt(exc.message) from exc
+            checked = self._check_entry(url, entry)
+            if normal in out and out[normal]["public_key"] != checked["public_key"]:
+                raise self._corrupt(
+                    f"{url!r} and another spelling of the same registry pin different keys"
+                )
+            out.setdefault(normal, checked)
         return out
 
     def _check_entry(self, url: str, entry: object) -> dict[str, Any]:
-        try:
-            normal = normalize_url(url, what="pinned registry URL")
-        except UsageError as exc:
-            raise self._corrupt(exc.message) from exc
-        if normal != url:
-            raise self._corrupt(f"registry URL {url!r} is not in normal form ({normal!r})")
         if not isinstance(entry, dict) or set(entry) != _ENTRY_MEMBERS:
             raise self._corrupt(f"the entry for {url} must have {sorted(_ENTRY_MEMBERS)}")
         try:

@@ -37,14 +37,21 @@ def _hint_for(url: str) -> str:
     return "use an https:// URL such as https://registry.example.org"
 
 
-def normalize_url(url: str, *, what: str = "URL", error: type[OmictlError] = UsageError) -> str:
+def normalize_url(
+    url: str,
+    *,
+    what: str = "URL",
+    error: type[OmictlError] = UsageError,
+    allow_dot_segments: bool = False,
+) -> str:
     """Check the shape of an http(s) URL and return its normal form.
 
     The normal form has the scheme and host lower-cased, a trailing dot of the host and the
     default port (443/80) dropped, and no trailing slash. Raises ``error`` naming ``what``
     for: anything but ``http`` or ``https``, no host, user info (``user:pass@``), a query
     or fragment, a bad port, ``.`` or ``..`` path segments, whitespace or control
-    characters.
+    characters. ``allow_dot_segments`` is for reading pins written before they were
+    refused: such a key keeps its dot segments (no URL given now can match it).
     """
     if not isinstance(url, str) or not url:
         raise error(f"{what} is empty", hint=_hint_for(""))
@@ -78,7 +85,7 @@ def normalize_url(url: str, *, what: str = "URL", error: type[OmictlError] = Usa
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc = f"{netloc}:{port}"
-    if any(segment in (".", "..") for segment in parts.path.split("/")):
+    if not allow_dot_segments and any(segment in (".", "..") for segment in parts.path.split("/")):
         # httpx would resolve them; refused so that one URL has one spelling (pins, logs)
         raise error(f"{what} {url!r} must not contain '.' or '..' path segments")
     path = parts.path.rstrip("/")

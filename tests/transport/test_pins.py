@@ -145,7 +145,7 @@ def test_pin_explicit_bad_hex(pins: PinStore) -> None:
         (b'{"version": 2, "registries": {}}', "expected an object with version 1"),
         (b'{"version": 1, "registries": []}', "'registries' must be an object"),
         (b'{"version": 1, "registries": {}, "version": 1}', "duplicate member"),
-        (b'{"version": 1, "registries": {"https://A.example/": {}}}', "not in normal form"),
+        (b'{"version": 1, "registries": {"ftp://a.example": {}}}', "not an https:// URL"),
         (b'{"version": 1, "registries": {"https://a.example": {"x": 1}}}', "must have"),
     ],
 )
@@ -202,3 +202,38 @@ def test_concurrent_first_pins_of_different_registries_all_survive(tmp_path: Pat
         thread.join()
     store = PinStore(path)
     assert {url: store.get(url) for url in urls} == keys
+
+
+def test_pins_written_in_an_older_normal_form_still_hold(pins: PinStore) -> None:
+    """An upgrade must not make the pin file unreadable (every run exit 2, and the hint to
+    remove it would send every registry back to trust on first use). A trailing-dot host
+    is read under today's normal form; a dot-segment key (refused as input now) stays."""
+    entry = {
+        "public_key": KEY.hex(),
+        "key_id": key_id(KEY),
+        "pinned_at": "2026-11-01T00:00:00Z",
+        "name": "old",
+    }
+    host = REGISTRY.split("://", 1)[1]
+    doc = {
+        "version": 1,
+        "registries": {f"https://{host}.": entry, "https://old.example/a/../b": entry},
+    }
+    pins.path.parent.mkdir(parents=True)
+    pins.path.write_text(json.dumps(doc))
+    assert pins.get(REGISTRY) == KEY
+
+
+def test_two_spellings_pinning_different_keys_are_refused(pins: PinStore) -> None:
+    def entry(key: bytes) -> dict[str, str]:
+        return {"public_key": key.hex(), "key_id": key_id(key), "pinned_at": "t", "name": "n"}
+
+    host = REGISTRY.split("://", 1)[1]
+    doc = {
+        "version": 1,
+        "registries": {REGISTRY: entry(KEY), f"https://{host}.": entry(OTHER_SIGNER.public_key)},
+    }
+    pins.path.parent.mkdir(parents=True)
+    pins.path.write_text(json.dumps(doc))
+    with pytest.raises(UsageError, match="pin different keys"):
+        pins.get(REGISTRY)
