@@ -217,11 +217,32 @@ class Aborted(OmictlError):
 
 
 class Interrupted(Aborted):
-    """SIGINT (Ctrl-C) or SIGTERM (a cancelled CI job, ``timeout``, Kubernetes) stopped the
-    command; a journal resumes any decommission it cut short."""
+    """How a stop by SIGINT (Ctrl-C) or SIGTERM (a cancelled CI job, ``timeout``,
+    Kubernetes) is reported: exit 130; a journal resumes any decommission it cut short.
+    Never raised while the work runs (that is :class:`SignalInterrupt`)."""
 
     exit_code = ExitCode.INTERRUPTED
     code = "interrupted"
+
+    @classmethod
+    def by(cls, signal_name: str) -> Interrupted:
+        return cls(
+            f"interrupted ({signal_name})",
+            hint="re-run the same command: an interrupted decommission resumes from its journal",
+        )
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """What a SIGINT or SIGTERM raises in the main thread while a command runs. A
+    :class:`KeyboardInterrupt`, like Python's own Ctrl-C, so that no ``except Exception``
+    or ``except OmictlError`` on the way takes it for a failure of its own (a bundle write,
+    a listing); the CLI reports it as :class:`Interrupted`. ``partial`` is the result of
+    the decommission it cut short, as JSON, when there was one."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.partial: dict[str, Any] | None = None
 
 
 class PartiallyDone(OmictlError):

@@ -17,9 +17,9 @@ import typer
 
 from omictl import __version__
 from omictl.cli import output
-from omictl.cli.output import Output, render_error
+from omictl.cli.output import Output, is_terminal, render_error
 from omictl.config import Settings, resolve_settings
-from omictl.errors import ExitCode, OmictlError, UsageError
+from omictl.errors import ExitCode, Interrupted, OmictlError, UsageError
 
 app = typer.Typer(
     name="omictl",
@@ -207,14 +207,17 @@ def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _json_mode_for_errors = _wants_json(args)
     _debug = False
+    output.document_written = False
     click_error, click_abort = _click_exceptions()
     try:
         _register(args)
         from omictl.cli.common import interrupt_on_signals
 
         try:
-            with interrupt_on_signals():
+            with interrupt_on_signals() as caught:
                 status = app(args=args, prog_name="omictl", standalone_mode=False)
+            if caught.interrupt is not None:  # Typer made it a quiet exit 130: report it
+                raise caught.interrupt
         except click_error as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command
                 exc.show()  # type: ignore[attr-defined]  # the group's help, on stderr
@@ -248,9 +251,15 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         render_error(exc, json_mode=_json_mode_for_errors)
         return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print("\nomictl: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # a SignalInterrupt, or Ctrl-C outside the handlers
+        if is_terminal(sys.stderr):
+            print(file=sys.stderr)  # off the line a prompt or progress left open
+        error = Interrupted.by(getattr(exc, "signal_name", "SIGINT"))
+        partial = getattr(exc, "partial", None)
+        if partial is not None:  # the decommission it cut short, as far as it went
+            error.details["result"] = partial
+        render_error(error, json_mode=_json_mode_for_errors)
+        return int(error.exit_code)
     except Exception as exc:  # the boundary: a bug, not an expected failure
         if _debug:
             traceback.print_exc()

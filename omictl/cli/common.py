@@ -11,6 +11,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from omictl.cli.app import Invocation
+from omictl.errors import SignalInterrupt
 
 if TYPE_CHECKING:
     from omictl.core.envelope import Signer
@@ -50,35 +51,39 @@ def load_key(inv: Invocation, ref: str | None, passphrase_file: Path | None) -> 
     )
 
 
+class Caught:
+    """What :func:`interrupt_on_signals` saw: the interrupt it raised, if any."""
+
+    def __init__(self) -> None:
+        self.interrupt: SignalInterrupt | None = None
+
+
 @contextlib.contextmanager
-def interrupt_on_signals() -> Iterator[None]:
-    """While the block runs, SIGINT and SIGTERM raise :class:`~omictl.errors.Interrupted`
-    (exit 130) in the main thread, so every command reports a stop the same way: one line
-    on stderr, or the JSON error document with ``-o json``. Without it Typer turns Ctrl-C
-    into a silent exit 130 and SIGTERM kills the process with no word (exit 143). A
-    signal the parent ignores (``nohup``, a background job) stays ignored; a batch installs
-    its own handlers (:func:`stop_on_signals`) while its services run."""
+def interrupt_on_signals() -> Iterator[Caught]:
+    """While the block runs, SIGINT and SIGTERM raise :class:`~omictl.errors.SignalInterrupt`
+    in the main thread (a KeyboardInterrupt: no ``except Exception`` takes it), and the
+    yielded :class:`Caught` keeps it: Typer turns any KeyboardInterrupt into a silent exit
+    130, so the caller reports it from there (one line on stderr, the JSON error document
+    with ``-o json``; exit 130). Before, SIGTERM killed the process with no word (exit
+    143). A signal the parent ignores (``nohup``, a background job) stays ignored; a batch
+    installs its own handlers (:func:`stop_on_signals`) while its services run."""
     import signal
 
-    from omictl.errors import Interrupted
-
+    caught = Caught()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
-        raise Interrupted(
-            f"interrupted ({name})",
-            hint="re-run the same command: an interrupted decommission resumes from its journal",
-        )
+        caught.interrupt = SignalInterrupt("SIGTERM" if signum == signal.SIGTERM else "SIGINT")
+        raise caught.interrupt
 
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             previous[sig] = signal.signal(sig, handler)
     try:
-        yield
+        yield caught
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -446,9 +446,11 @@ def _run_many(
                 known_binding=listed.get((target.app_id, target.service_id)),
             )
 
-        interrupted = False
-        try:
-            with _stop_on_signal(out) as stop:
+        # the stop handlers stay in place until the report is out: a SIGTERM arriving while
+        # it is printed (GitHub Actions sends one 7.5 s after its SIGINT) cannot cut it
+        with _stop_on_signal(out) as stop:
+            interrupted = False
+            try:
                 results = run_batch(
                     targets,
                     deps_for,
@@ -456,23 +458,24 @@ def _run_many(
                     on_result=on_result,
                     stop=stop,
                 )
-        except BatchInterrupted as exc:  # report what was done, then exit 130
-            results = exc.results
-            interrupted = True
-            skipped = sum(r.status == "ABORTED" for r in results)
-            out.info(
-                f"omictl: interrupted: the services in flight finished; {skipped} of "
-                f"{len(results)} not started (re-run the same command to go on)"
-            )
-    # interrupted: at least 130, even if every service got done (their re-reads were not)
-    codes = [r.exit_code for r in results] + ([INTERRUPTED_EXIT] if interrupted else [])
-    code = worst_exit_code(codes)
-    if out.json_mode:
-        out.emit_json(summary_json(results, code))
-    else:
-        for result in results:
-            out.line(result_text(result))
-        counts = summary_json(results, code)["summary"]
-        out.info("summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            except BatchInterrupted as exc:  # report what was done, then exit 130
+                results = exc.results
+                interrupted = True
+                skipped = sum(r.status == "ABORTED" for r in results)
+                out.info(
+                    f"omictl: interrupted: the services in flight finished; {skipped} of "
+                    f"{len(results)} not started (re-run the same command to go on)"
+                )
+            # interrupted: at least 130 (or a worse failure), even if every service got
+            # done (their re-reads were not)
+            codes = [r.exit_code for r in results] + ([INTERRUPTED_EXIT] if interrupted else [])
+            code = worst_exit_code(codes)
+            if out.json_mode:
+                out.emit_json(summary_json(results, code))
+            else:
+                for result in results:
+                    out.line(result_text(result))
+                counts = summary_json(results, code)["summary"]
+                out.info("summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if code:
         raise typer.Exit(code)

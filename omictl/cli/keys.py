@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from omictl.cli.output import Output
+from omictl.cli.output import Output, write_data
 from omictl.errors import Aborted, KeystoreError, UsageError
 from omictl.keystore import (
     KIND_GUARDIAN,
@@ -227,8 +227,7 @@ def export_cmd(
     if inv.out.json_mode:
         inv.out.emit_json(payload)
     else:
-        sys.stdout.write(content.decode("utf-8"))
-        sys.stdout.flush()
+        write_data(content.decode("utf-8"), sys.stdout)
 
 
 @app.command("import")

@@ -49,7 +49,7 @@ class Output:
         without importing Rich (about 50 ms of a CI run's start)."""
         if (
             self._err is None
-            and not _is_terminal(sys.stderr)
+            and not is_terminal(sys.stderr)
             and "FORCE_COLOR" not in os.environ  # Rich's overrides (force-color.org)
             and os.environ.get("TTY_COMPATIBLE", "") != "1"
         ):
@@ -72,26 +72,29 @@ class Output:
         else:
             self.line(text)
 
-    # ---- talk (stderr)
+    # ---- talk (stderr): a reader that has gone (a broken pipe) silences it, stops nothing
     def info(self, text: str, *, markup: bool = False) -> None:
         """A progress or information line on stderr (Rich markup only when asked)."""
-        if markup:
-            self.err.print(text, markup=True, highlight=False)
-        else:
-            sys.stderr.write(text + "\n")  # one write, also when stderr is unbuffered
-            sys.stderr.flush()
+        try:
+            if markup:
+                self.err.print(text, markup=True, highlight=False)
+            else:
+                sys.stderr.write(text + "\n")  # one write, also when stderr is unbuffered
+                sys.stderr.flush()
+        except BrokenPipeError:
+            to_devnull(sys.stderr)
 
     def warn(self, text: str) -> None:
         """A warning on stderr."""
         from rich.markup import escape
 
-        self.err.print(f"[yellow]warning:[/yellow] {escape(inert(text))}")
+        self.info(f"[yellow]warning:[/yellow] {escape(inert(text))}", markup=True)
 
     def success(self, text: str) -> None:
         """A success line on stderr."""
         from rich.markup import escape
 
-        self.err.print(f"[green]✓[/green] {escape(inert(text))}")
+        self.info(f"[green]✓[/green] {escape(inert(text))}", markup=True)
 
 
 def _console(stream: TextIO) -> Console:
@@ -100,14 +103,21 @@ def _console(stream: TextIO) -> Console:
     return Console(file=stream, no_color=_no_color(), highlight=False, soft_wrap=True)
 
 
+#: Whether this process has written its JSON document (``-o json``: exactly one). An error
+#: that comes after it (a late signal) is then told on stderr only.
+document_written = False
+
+
 def write_json(payload: Any, stream: TextIO) -> None:
     """Write one JSON document and a newline: indented for a terminal, on one line when
     piped or redirected (as ``gh`` does; a batch's result list is megabytes, and only the
     compact form runs Python's C encoder)."""
-    if _is_terminal(stream):
+    global document_written
+    if is_terminal(stream):
         text = json_text(payload, indent=2)
     else:
         text = json_text(payload, separators=(",", ":"))
+    document_written = True
     write_data(text + "\n", stream)
 
 
@@ -119,15 +129,21 @@ def write_data(text: str, stream: TextIO) -> None:
         stream.write(text)
         stream.flush()
     except BrokenPipeError:
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, stream.fileno())  # so that the final flush at exit cannot fail
-            os.close(null)
-        except (OSError, ValueError, AttributeError):  # pragma: no cover - no real fd
-            pass
+        to_devnull(stream)
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def to_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s descriptor at ``/dev/null`` (its reader has gone): later writes,
+    and the flush at exit, succeed and go nowhere."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - no real descriptor
+        pass
+
+
+def is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or exotic stream
@@ -137,11 +153,14 @@ def _is_terminal(stream: TextIO) -> bool:
 def render_error(exc: OmictlError, *, json_mode: bool) -> None:
     """Print an expected error: ``omictl: error: ...`` + ``hint:`` on stderr, or a JSON
     error object on stdout with ``-o json`` (the one-line message still goes to stderr)."""
-    if json_mode:
+    if json_mode and not document_written:
         write_json({"error": exc.to_json()}, sys.stdout)
     from rich.markup import escape
 
     console = _console(sys.stderr)
-    console.print(f"[red]omictl: error:[/red] {escape(inert(exc.message))}")
-    if exc.hint:
-        console.print(f"hint: {escape(inert(exc.hint))}")
+    try:
+        console.print(f"[red]omictl: error:[/red] {escape(inert(exc.message))}")
+        if exc.hint:
+            console.print(f"hint: {escape(inert(exc.hint))}")
+    except BrokenPipeError:
+        to_devnull(sys.stderr)

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omictl.core.envelope import parse_json
-from omictl.errors import OmictlError, PartiallyDone, RemoteUnavailable, UsageError
+from omictl.errors import (
+    Interrupted,
+    OmictlError,
+    PartiallyDone,
+    RemoteUnavailable,
+    UsageError,
+)
 from omictl.fsutil import read_capped
 from omictl.workflow.decommission import (
     Deps,
@@ -198,6 +204,15 @@ def _after_stop(futures: Sequence[Future[Result]], targets: Sequence[Target]) ->
                 "skipped",
                 "interrupted before the bindings were re-read",
             )
+            if result.check_required:  # a 409 without its record: nothing confirms it
+                _settle_quietly(
+                    result,
+                    unconfirmed_revocation(
+                        result.service_id,
+                        result.receipt_id,
+                        Interrupted("the batch was interrupted before it"),
+                    ),
+                )
     return results
 
 

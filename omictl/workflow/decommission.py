@@ -46,11 +46,13 @@ from omictl.core.messages import (
 from omictl.errors import (
     Aborted,
     ExitCode,
+    Interrupted,
     OmictlError,
     PartiallyDone,
     ProtocolError,
     RemoteRejected,
     RemoteUnavailable,
+    SignalInterrupt,
     UsageError,
     VerificationError,
     json_text,
@@ -539,6 +541,8 @@ class _Run:
             error = still_listed(binding)
             self.emit("check_revoked", "failed", error.message)
             raise error
+        if self.unconfirmed:  # the 409 without a record is confirmed now: done, no re-ask
+            self.save("done", note="already revoked; no signed record; the re-read confirmed it")
         self.emit("check_revoked", "done", "binding is REVOKED (no longer discoverable)")
 
     def archive(self, app: App, binding: Binding, registry_key: bytes) -> None:
@@ -895,6 +899,14 @@ def decommission(target: Target, deps: Deps) -> Result:
         run.result.error = exc.to_json()
         run.keep_receipt()
         exc.details.setdefault("result", run.result.to_json())
+        raise
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the journal resumes it
+        run.result.status = "ABORTED"
+        run.result.exit_code = int(ExitCode.INTERRUPTED)
+        run.result.error = Interrupted.by(getattr(exc, "signal_name", "SIGINT")).to_json()
+        run.keep_receipt()
+        if isinstance(exc, SignalInterrupt):
+            exc.partial = run.result.to_json()
         raise
     except Exception as exc:  # a bug: a batch still reports what was done (receipt, bundle)
         run.result.status = "FAILED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 import pytest
 
@@ -114,3 +115,20 @@ def test_times_in_text_output_are_utc_iso_8601_and_odd_values_stay_inert() -> No
     assert when(True) == "True"  # a bool is not a time
     assert when(10**20) == str(10**20)  # beyond what a date can show: the number itself
     assert when("x\x1b[2J") == "x\\u001b[2J"  # a peer's string, made inert
+
+
+def test_an_error_after_the_document_adds_no_second_document(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-o json is exactly one document: a late error (a SIGTERM while exiting) is told on
+    stderr only."""
+    from omictl.cli import output
+    from omictl.cli.output import render_error
+    from omictl.errors import Interrupted
+
+    monkeypatch.setattr(output, "document_written", False)
+    write_json({"results": []}, sys.stdout)
+    render_error(Interrupted.by("SIGTERM"), json_mode=True)
+    captured = capsys.readouterr()
+    assert captured.out.count("\n") == 1 and json.loads(captured.out) == {"results": []}
+    assert "interrupted (SIGTERM)" in captured.err

@@ -228,10 +228,12 @@ def test_a_signal_in_a_single_decommission_is_reported_and_resumable(
     out, err = child.communicate(timeout=20)
     assert child.returncode == 130, err
     assert "Traceback" not in err
-    name = "SIGTERM" if signame == "SIGTERM" else "Ctrl-C"
-    assert f"interrupted ({name})" in err
+    assert f"interrupted ({signame})" in err
     doc = json.loads(out)
     assert (doc["error"]["code"], doc["error"]["exit_code"]) == ("interrupted", 130)
+    partial = doc["error"]["details"]["result"]  # what the run did before the signal
+    assert (partial["status"], partial["exit_code"]) == ("ABORTED", 130)
+    assert partial["steps"][-1]["step"] == "confirm"  # the DELETE was in flight
     e2e.sandbox.faults.clear()
     res = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes")
     assert res.code == 0, res.err

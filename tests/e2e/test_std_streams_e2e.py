@@ -81,3 +81,18 @@ def test_stderr_reader_gone_does_not_stop_a_step(e2e: E2E, tmp_path: Path) -> No
     doc = json.loads((tmp_path / "out.json").read_text())
     assert doc["status"] == "REVOKED"
     assert e2e.sandbox.binding_status(service) == "REVOKED"
+
+
+def test_stderr_reader_gone_before_a_batch_does_not_stop_it(e2e: E2E, tmp_path: Path) -> None:
+    """The listing lines, warnings and step lines of a batch all go into a dead pipe: every
+    service is still decommissioned and the document is written."""
+    script = (
+        f"sleep 0.2; $OMICTL -o json decommission {e2e.app_id} --all --yes 2>&1 1>out.json "
+        "| (exec 0<&-; true)\n"
+        'echo "status=${PIPESTATUS[0]}"'
+    )
+    res = _bash(e2e, script, tmp_path)
+    assert "status=0" in res.stdout, res.stdout + res.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert [r["status"] for r in doc["results"]] == ["REVOKED"] * 3
+    assert _all_revoked(e2e)

@@ -444,3 +444,41 @@ def test_batch_409_without_a_record_needs_the_reread(tmp_path: Path, four: FakeW
         and "without the signed record" in (results[2].error["message"])
     )
     assert worst_exit_code([r.exit_code for r in results]) == 8
+
+
+def test_an_interrupted_batch_does_not_report_an_unconfirmed_409_as_revoked(
+    tmp_path: Path, four: FakeWorld
+) -> None:
+    """The 409 came without its record and the stop skips the re-read: PARTIAL (exit 8),
+    not REVOKED; the service never started is ABORTED (130)."""
+    import threading
+
+    from omictl.errors import RemoteRejected
+    from omictl.transport.registry import AlreadyRevoked
+    from omictl.workflow.batch import BatchInterrupted
+
+    class NoRecord(CountingRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            sign()
+            self.w.status[service_id] = "REVOKED"
+            problem = RemoteRejected(
+                "already revoked", status=409, problem_type="urn:omi:error:already_revoked"
+            )
+            raise AlreadyRevoked(problem, record=None)
+
+    registry = NoRecord(four)
+    stop = threading.Event()
+    with pytest.raises(BatchInterrupted) as info:
+        run_batch(
+            [Target(APP_ID, s) for s in ("a-1", "b-2")],
+            lambda t: make_deps(
+                four, tmp_path, registry=registry, known_binding=four.binding(t.service_id)
+            ),
+            concurrency=1,
+            on_result=lambda result: stop.set(),  # Ctrl-C right after the first service
+            stop=stop,
+        )
+    first, second = info.value.results
+    assert (first.status, first.exit_code) == ("PARTIAL", 8)
+    assert first.error is not None and "without the signed record" in first.error["message"]
+    assert (second.status, second.exit_code) == ("ABORTED", 130)

@@ -763,6 +763,11 @@ def test_a_409_without_a_record_confirmed_by_the_reread_is_revoked(
     assert (result.status, result.exit_code, result.already_revoked) == ("REVOKED", 0, True)
     assert result.revocation_record is None and result.bundle is None
     assert result.steps[-1]["status"] == "done"
+    # confirmed: the journal is done, so a later run sends nothing at all
+    assert JournalStore(tmp_path / "state").load(APP_ID, SERVICE).phase == "done"
+    unbinds = len(world.unbinds)
+    again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=registry))
+    assert again.status == "REVOKED" and len(world.unbinds) == unbinds
 
 
 def test_a_delete_without_an_answer_is_a_failed_step_that_says_how_to_resume(
@@ -807,3 +812,27 @@ def test_a_bundle_that_cannot_be_written_is_partial_and_the_rerun_writes_it(
     assert again.status == "REVOKED" and again.bundle is not None
     assert (len(world.deletes), len(world.unbinds)) == sent
     assert verify_bundle(json.loads(Path(again.bundle).read_text())).receipt_id
+
+
+def test_a_signal_while_the_bundle_is_written_is_an_interrupt_not_a_disk_failure(
+    world: FakeWorld, tmp_path: Path
+) -> None:
+    """SIGTERM arrives inside the archive step: the run stops as interrupted (the journal
+    resumes it), never reported as 'free space or fix the permissions' (exit 8)."""
+    from omictl.errors import SignalInterrupt
+
+    class Stopping(Archive):
+        def save_bundle(self, bundle: Any) -> Path:
+            raise SignalInterrupt("SIGTERM")
+
+    with pytest.raises(SignalInterrupt) as info:
+        decommission(
+            Target(APP_ID, SERVICE),
+            make_deps(world, tmp_path, archive=Stopping(tmp_path / "receipts")),
+        )
+    partial = info.value.partial
+    assert partial is not None and (partial["status"], partial["exit_code"]) == ("ABORTED", 130)
+    assert partial["revocation_record"] == world.records[SERVICE]
+    again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert again.status == "REVOKED" and again.bundle is not None
+    assert len(world.deletes) == 1
