@@ -36,3 +36,12 @@ def clean_omictl_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unset every OMICTL_* variable, so the developer's own settings never leak in."""
     for name in OMICTL_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def fresh_output_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a new process would: no JSON document written yet (``run()``
+    resets it too; tests that call ``write_json`` or ``render_error`` directly need this)."""
+    from omictl.cli import output
+
+    monkeypatch.setattr(output, "document_written", False)

@@ -256,9 +256,12 @@ def run(argv: list[str] | None = None) -> int:
             print(file=sys.stderr)  # off the line a prompt or progress left open
         error = Interrupted.by(getattr(exc, "signal_name", "SIGINT"))
         partial = getattr(exc, "partial", None)
-        if partial is not None:  # the decommission it cut short, as far as it went
-            error.details["result"] = partial
-        render_error(error, json_mode=_json_mode_for_errors)
+        if partial is not None and _json_mode_for_errors and not output.document_written:
+            # as for any failed decommission: its result (status ABORTED) is the document
+            render_error(error, json_mode=False)
+            output.write_json(partial, sys.stdout)
+        else:
+            render_error(error, json_mode=_json_mode_for_errors)
         return int(error.exit_code)
     except Exception as exc:  # the boundary: a bug, not an expected failure
         if _debug:

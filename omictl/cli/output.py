@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from omictl.errors import OmictlError, inert, json_text
 
@@ -97,10 +97,25 @@ class Output:
         self.info(f"[green]✓[/green] {escape(inert(text))}", markup=True)
 
 
-def _console(stream: TextIO) -> Console:
-    from rich.console import Console
+_console_class: type[Console] | None = None
 
-    return Console(file=stream, no_color=_no_color(), highlight=False, soft_wrap=True)
+
+def _console(stream: TextIO) -> Console:
+    global _console_class
+    if _console_class is None:
+        from rich.console import Console
+
+        class QuietOnBrokenPipe(Console):
+            """Rich's own answer to a broken pipe is exit 1 (after pointing *stdout* at
+            /dev/null); here the stream whose reader went away just goes quiet, and the
+            run carries on (Rich's documented hook)."""
+
+            def on_broken_pipe(self) -> None:
+                self.quiet = True
+                to_devnull(self.file)
+
+        _console_class = QuietOnBrokenPipe
+    return _console_class(file=stream, no_color=_no_color(), highlight=False, soft_wrap=True)
 
 
 #: Whether this process has written its JSON document (``-o json``: exactly one). An error
@@ -132,7 +147,7 @@ def write_data(text: str, stream: TextIO) -> None:
         to_devnull(stream)
 
 
-def to_devnull(stream: TextIO) -> None:
+def to_devnull(stream: IO[str]) -> None:
     """Point ``stream``'s descriptor at ``/dev/null`` (its reader has gone): later writes,
     and the flush at exit, succeed and go nowhere."""
     try:

@@ -80,19 +80,31 @@ class PinStore:
         if not isinstance(registries, dict):
             raise self._corrupt("'registries' must be an object")
         out: dict[str, dict[str, Any]] = {}
+        exact: set[str] = set()
+        conflicts: dict[str, str] = {}
         for url, entry in registries.items():
             try:
                 # a pin written by an older omictl may be in its older normal form (a host's
-                # trailing dot kept): it is read under today's, and rewritten so on next save
-                normal = normalize_url(url, what="pinned registry URL", allow_dot_segments=True)
+                # trailing dot, dot segments): it is read under today's, and rewritten so
+                normal = normalize_url(url, what="pinned registry URL", resolve_dot_segments=True)
             except UsageError as exc:
                 raise self._corrupt(exc.message) from exc
             checked = self._check_entry(url, entry)
-            if normal in out and out[normal]["public_key"] != checked["public_key"]:
+            if url == normal:
+                exact.add(normal)
+                out[normal] = checked
+            elif normal not in out:
+                out[normal] = checked
+            elif out[normal]["public_key"] != checked["public_key"]:
+                conflicts.setdefault(normal, url)
+        for normal, url in conflicts.items():
+            # two spellings, two keys: the entry under today's spelling is the one every
+            # earlier run with that spelling used; two old spellings cannot be told apart
+            if normal not in exact:
                 raise self._corrupt(
-                    f"{url!r} and another spelling of the same registry pin different keys"
+                    f"{url!r} and another spelling of the same registry pin different keys; "
+                    "remove the one you do not trust from the file"
                 )
-            out.setdefault(normal, checked)
         return out
 
     def _check_entry(self, url: str, entry: object) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def normalize_url(
     *,
     what: str = "URL",
     error: type[OmictlError] = UsageError,
-    allow_dot_segments: bool = False,
+    resolve_dot_segments: bool = False,
 ) -> str:
     """Check the shape of an http(s) URL and return its normal form.
 
@@ -50,8 +50,8 @@ def normalize_url(
     default port (443/80) dropped, and no trailing slash. Raises ``error`` naming ``what``
     for: anything but ``http`` or ``https``, no host, user info (``user:pass@``), a query
     or fragment, a bad port, ``.`` or ``..`` path segments, whitespace or control
-    characters. ``allow_dot_segments`` is for reading pins written before they were
-    refused: such a key keeps its dot segments (no URL given now can match it).
+    characters. ``resolve_dot_segments`` is for reading pins written before dot segments
+    were refused: they are resolved as httpx resolved them when it sent the requests.
     """
     if not isinstance(url, str) or not url:
         raise error(f"{what} is empty", hint=_hint_for(""))
@@ -85,11 +85,26 @@ def normalize_url(
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc = f"{netloc}:{port}"
-    if not allow_dot_segments and any(segment in (".", "..") for segment in parts.path.split("/")):
-        # httpx would resolve them; refused so that one URL has one spelling (pins, logs)
-        raise error(f"{what} {url!r} must not contain '.' or '..' path segments")
-    path = parts.path.rstrip("/")
+    path = parts.path
+    if any(segment in (".", "..") for segment in path.split("/")):
+        if not resolve_dot_segments:
+            # httpx would resolve them; refused so that one URL has one spelling (pins, logs)
+            raise error(f"{what} {url!r} must not contain '.' or '..' path segments")
+        path = _remove_dot_segments(path)
+    path = path.rstrip("/")
     return f"{scheme}://{netloc}{path}"
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4 for an absolute path (the trailing slash is dropped after)."""
+    kept: list[str] = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    return "/" + "/".join(kept)
 
 
 def check_url(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from omictl.core.envelope import parse_json
 from omictl.errors import (
+    Aborted,
     Interrupted,
     OmictlError,
     PartiallyDone,
@@ -171,6 +172,8 @@ def run_batch(
             for result in results:
                 if result.check_pending:
                     _settle_quietly(result, _internal(exc))
+    if stop is not None and stop.is_set():  # a signal during the re-read: still reported
+        raise BatchInterrupted(results)
     return results
 
 
@@ -205,14 +208,14 @@ def _after_stop(futures: Sequence[Future[Result]], targets: Sequence[Target]) ->
                 "interrupted before the bindings were re-read",
             )
             if result.check_required:  # a 409 without its record: nothing confirms it
-                _settle_quietly(
-                    result,
-                    unconfirmed_revocation(
-                        result.service_id,
-                        result.receipt_id,
-                        Interrupted("the batch was interrupted before it"),
-                    ),
+                error = unconfirmed_revocation(
+                    result.service_id,
+                    result.receipt_id,
+                    Interrupted("the batch was interrupted before it"),
                 )
+                if not isinstance(error, PartiallyDone):  # no receipt: an interrupt, 130
+                    error = Interrupted(error.message, hint="re-run the same command to confirm it")
+                _settle_quietly(result, error)
     return results
 
 
@@ -304,7 +307,11 @@ def _recheck_app(app_id: str, members: list[tuple[Deps, Result]], map_: Callable
 def _settle_quietly(result: Result, error: OmictlError) -> None:
     """Fail a pending result without reporting events (when reporting itself failed)."""
     result.check_pending = False
-    result.status = "PARTIAL" if isinstance(error, PartiallyDone) else "FAILED"
+    result.status = (
+        "PARTIAL"
+        if isinstance(error, PartiallyDone)
+        else ("ABORTED" if isinstance(error, Aborted) else "FAILED")
+    )
     result.exit_code = int(error.exit_code)
     result.error = error.to_json()
 

@@ -118,15 +118,13 @@ def test_times_in_text_output_are_utc_iso_8601_and_odd_values_stay_inert() -> No
 
 
 def test_an_error_after_the_document_adds_no_second_document(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """-o json is exactly one document: a late error (a SIGTERM while exiting) is told on
     stderr only."""
-    from omictl.cli import output
     from omictl.cli.output import render_error
     from omictl.errors import Interrupted
 
-    monkeypatch.setattr(output, "document_written", False)
     write_json({"results": []}, sys.stdout)
     render_error(Interrupted.by("SIGTERM"), json_mode=True)
     captured = capsys.readouterr()

@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.conftest import E2E
 
@@ -68,17 +69,23 @@ def test_stdout_reader_gone_keeps_the_exit_status(e2e: E2E, tmp_path: Path) -> N
     assert _all_revoked(e2e)
 
 
-def test_stderr_reader_gone_does_not_stop_a_step(e2e: E2E, tmp_path: Path) -> None:
-    """Progress lines into a pipe nobody reads: the decommission carries on to the end."""
-    service = e2e.sandbox.service_ids[0]
+def _with_dead_stderr(e2e: E2E, tmp_path: Path, args: str, *, late: bool = False) -> Any:
+    """``omictl -o json decommission ARGS`` with stderr into a pipe whose reader has gone
+    (``late``: gone before omictl starts) and stdout into a file: exit 0, the document."""
     script = (  # stderr into the pipe, then stdout into the file
-        f"$OMICTL -o json decommission {e2e.app_id} {service} --yes 2>&1 1>out.json "
-        "| (exec 0<&-; true)\n"
+        f"{'sleep 0.2; ' if late else ''}$OMICTL -o json decommission {args} "
+        "2>&1 1>out.json | (exec 0<&-; true)\n"
         'echo "status=${PIPESTATUS[0]}"'
     )
     res = _bash(e2e, script, tmp_path)
     assert "status=0" in res.stdout, res.stdout + res.stderr
-    doc = json.loads((tmp_path / "out.json").read_text())
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def test_stderr_reader_gone_does_not_stop_a_step(e2e: E2E, tmp_path: Path) -> None:
+    """Progress lines into a pipe nobody reads: the decommission carries on to the end."""
+    service = e2e.sandbox.service_ids[0]
+    doc = _with_dead_stderr(e2e, tmp_path, f"{e2e.app_id} {service} --yes")
     assert doc["status"] == "REVOKED"
     assert e2e.sandbox.binding_status(service) == "REVOKED"
 
@@ -86,13 +93,15 @@ def test_stderr_reader_gone_does_not_stop_a_step(e2e: E2E, tmp_path: Path) -> No
 def test_stderr_reader_gone_before_a_batch_does_not_stop_it(e2e: E2E, tmp_path: Path) -> None:
     """The listing lines, warnings and step lines of a batch all go into a dead pipe: every
     service is still decommissioned and the document is written."""
-    script = (
-        f"sleep 0.2; $OMICTL -o json decommission {e2e.app_id} --all --yes 2>&1 1>out.json "
-        "| (exec 0<&-; true)\n"
-        'echo "status=${PIPESTATUS[0]}"'
-    )
-    res = _bash(e2e, script, tmp_path)
-    assert "status=0" in res.stdout, res.stdout + res.stderr
-    doc = json.loads((tmp_path / "out.json").read_text())
+    doc = _with_dead_stderr(e2e, tmp_path, f"{e2e.app_id} --all --yes", late=True)
     assert [r["status"] for r in doc["results"]] == ["REVOKED"] * 3
     assert _all_revoked(e2e)
+
+
+def test_rich_warnings_into_a_dead_stderr_do_not_end_the_run(e2e: E2E, tmp_path: Path) -> None:
+    """Rich's own answer to a broken pipe is exit 1: the --skip-provider warning (a Rich
+    line) into a dead stderr once ended the run before anything was sent."""
+    service = e2e.sandbox.service_ids[0]
+    args = f"{e2e.app_id} {service} --skip-provider --yes"
+    assert _with_dead_stderr(e2e, tmp_path, args, late=True)["status"] == "REVOKED"
+    assert e2e.sandbox.binding_status(service) == "REVOKED"

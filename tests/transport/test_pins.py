@@ -204,36 +204,42 @@ def test_concurrent_first_pins_of_different_registries_all_survive(tmp_path: Pat
     assert {url: store.get(url) for url in urls} == keys
 
 
+def _entry(key: bytes) -> dict[str, str]:
+    return {"public_key": key.hex(), "key_id": key_id(key), "pinned_at": "t", "name": "n"}
+
+
+def _write_pins(pins: PinStore, registries: dict[str, dict[str, str]]) -> None:
+    pins.path.parent.mkdir(parents=True)
+    pins.path.write_text(json.dumps({"version": 1, "registries": registries}))
+
+
 def test_pins_written_in_an_older_normal_form_still_hold(pins: PinStore) -> None:
     """An upgrade must not make the pin file unreadable (every run exit 2, and the hint to
-    remove it would send every registry back to trust on first use). A trailing-dot host
-    is read under today's normal form; a dot-segment key (refused as input now) stays."""
-    entry = {
-        "public_key": KEY.hex(),
-        "key_id": key_id(KEY),
-        "pinned_at": "2026-11-01T00:00:00Z",
-        "name": "old",
-    }
+    remove it would send every registry back to trust on first use), nor leave a pin under
+    a key no URL can match: a trailing-dot host and dot segments are read as httpx sent
+    them (the trailing dot dropped, the segments resolved)."""
     host = REGISTRY.split("://", 1)[1]
-    doc = {
-        "version": 1,
-        "registries": {f"https://{host}.": entry, "https://old.example/a/../b": entry},
-    }
-    pins.path.parent.mkdir(parents=True)
-    pins.path.write_text(json.dumps(doc))
+    _write_pins(
+        pins,
+        {f"https://{host}.": _entry(KEY), "https://old.example/a/../b/./": _entry(KEY)},
+    )
+    assert pins.get(REGISTRY) == KEY
+    assert pins.get("https://old.example/b") == KEY
+
+
+def test_two_spellings_with_two_keys_keep_the_one_under_todays_spelling(
+    pins: PinStore,
+) -> None:
+    """Every earlier run given today's spelling used that entry: it stays the pin."""
+    host = REGISTRY.split("://", 1)[1]
+    other = OTHER_SIGNER.public_key
+    _write_pins(pins, {f"https://{host}.": _entry(other), REGISTRY: _entry(KEY)})
     assert pins.get(REGISTRY) == KEY
 
 
-def test_two_spellings_pinning_different_keys_are_refused(pins: PinStore) -> None:
-    def entry(key: bytes) -> dict[str, str]:
-        return {"public_key": key.hex(), "key_id": key_id(key), "pinned_at": "t", "name": "n"}
-
+def test_two_old_spellings_with_two_keys_are_refused(pins: PinStore) -> None:
     host = REGISTRY.split("://", 1)[1]
-    doc = {
-        "version": 1,
-        "registries": {REGISTRY: entry(KEY), f"https://{host}.": entry(OTHER_SIGNER.public_key)},
-    }
-    pins.path.parent.mkdir(parents=True)
-    pins.path.write_text(json.dumps(doc))
+    other = OTHER_SIGNER.public_key
+    _write_pins(pins, {f"https://{host}.": _entry(KEY), f"https://{host}/./": _entry(other)})
     with pytest.raises(UsageError, match="pin different keys"):
         pins.get(REGISTRY)

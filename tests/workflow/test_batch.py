@@ -482,3 +482,68 @@ def test_an_interrupted_batch_does_not_report_an_unconfirmed_409_as_revoked(
     assert (first.status, first.exit_code) == ("PARTIAL", 8)
     assert first.error is not None and "without the signed record" in first.error["message"]
     assert (second.status, second.exit_code) == ("ABORTED", 130)
+
+
+def test_an_interrupted_skip_provider_409_without_record_is_an_interrupt(
+    tmp_path: Path, four: FakeWorld
+) -> None:
+    """Without a receipt the unconfirmed service is ABORTED with exit 130 (not exit 6), so a
+    CI retry rule keyed on 130 fires."""
+    import threading
+
+    from omictl.errors import RemoteRejected
+    from omictl.transport.registry import AlreadyRevoked
+    from omictl.workflow.batch import BatchInterrupted
+
+    class NoRecord(CountingRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            sign()
+            problem = RemoteRejected(
+                "already revoked", status=409, problem_type="urn:omi:error:already_revoked"
+            )
+            raise AlreadyRevoked(problem, record=None)
+
+    stop = threading.Event()
+    with pytest.raises(BatchInterrupted) as info:
+        run_batch(
+            [Target(APP_ID, s, skip_provider=True) for s in ("a-1", "b-2")],
+            lambda t: make_deps(
+                four, tmp_path, registry=NoRecord(four), known_binding=four.binding(t.service_id)
+            ),
+            concurrency=1,
+            on_result=lambda result: stop.set(),
+            stop=stop,
+        )
+    first = info.value.results[0]
+    assert (first.status, first.exit_code) == ("ABORTED", 130)
+    assert first.error is not None and "without the signed record" in first.error["message"]
+
+
+def test_a_signal_during_the_final_reread_is_still_reported(
+    tmp_path: Path, four: FakeWorld
+) -> None:
+    """The re-read is not cut short, but the stop it saw is reported (exit 130 follows),
+    not swallowed into a plain success."""
+    import threading
+
+    from omictl.workflow.batch import BatchInterrupted
+
+    stop = threading.Event()
+
+    class SignalledDuringListing(CountingRegistry):
+        def list_services(self, app_id: str, *, active_only: bool = False) -> list[Binding]:
+            stop.set()  # Ctrl-C while the listing is on its way
+            return super().list_services(app_id, active_only=active_only)
+
+    registry = SignalledDuringListing(four)
+    with pytest.raises(BatchInterrupted) as info:
+        run_batch(
+            [Target(APP_ID, s) for s in SERVICES],
+            lambda t: make_deps(
+                four, tmp_path, registry=registry, known_binding=four.binding(t.service_id)
+            ),
+            concurrency=2,
+            stop=stop,
+        )
+    assert [r.status for r in info.value.results] == ["REVOKED"] * 4
+    assert all(final_step(r)["status"] == "done" for r in info.value.results)
