@@ -75,6 +75,8 @@ def interrupt_on_signals() -> Iterator[Caught]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if caught.interrupt is not None:
+            return  # already stopping (GitHub sends SIGINT, then SIGTERM): let it finish
         caught.interrupt = SignalInterrupt("SIGTERM" if signum == signal.SIGTERM else "SIGINT")
         raise caught.interrupt
 

@@ -419,7 +419,10 @@ def _run_many(
         if out.err_is_terminal():
             from rich.progress import Progress
 
-            progress = stack.enter_context(Progress(console=out.err, transient=True))
+            # stdout is data: the bar must never take it over (Rich redirects it by default)
+            progress = stack.enter_context(
+                Progress(console=out.err, transient=True, redirect_stdout=False)
+            )
             task = progress.add_task("decommissioning", total=len(targets))
 
         def on_result(result: Result) -> None:
@@ -466,6 +469,8 @@ def _run_many(
                     f"omictl: interrupted: the services in flight finished; {skipped} of "
                     f"{len(results)} not started (re-run the same command to go on)"
                 )
+            if progress is not None:
+                progress.stop()  # the bar is gone before the report is printed
             # interrupted: at least 130 (or a worse failure), even if every service got
             # done (their re-reads were not)
             codes = [r.exit_code for r in results] + ([INTERRUPTED_EXIT] if interrupted else [])

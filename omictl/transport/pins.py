@@ -49,6 +49,10 @@ def repin_hint(registry_url: str) -> str:
     )
 
 
+#: Marks, in memory only, a registry whose spellings pin different keys (see _load).
+_CONFLICT = "conflicting spellings"
+
+
 class PinStore:
     """The registry keys this user has pinned, one per normalized registry base URL."""
 
@@ -79,33 +83,36 @@ class PinStore:
         registries = doc.get("registries")
         if not isinstance(registries, dict):
             raise self._corrupt("'registries' must be an object")
-        out: dict[str, dict[str, Any]] = {}
-        exact: set[str] = set()
-        conflicts: dict[str, str] = {}
+        spellings: dict[str, dict[str, dict[str, Any]]] = {}
         for url, entry in registries.items():
             try:
                 # a pin written by an older omictl may be in its older normal form (a host's
-                # trailing dot, dot segments): it is read under today's, and rewritten so
+                # trailing dot, dot segments): it is read under today's (the URL httpx sent)
                 normal = normalize_url(url, what="pinned registry URL", resolve_dot_segments=True)
             except UsageError as exc:
                 raise self._corrupt(exc.message) from exc
-            checked = self._check_entry(url, entry)
-            if url == normal:
-                exact.add(normal)
-                out[normal] = checked
-            elif normal not in out:
-                out[normal] = checked
-            elif out[normal]["public_key"] != checked["public_key"]:
-                conflicts.setdefault(normal, url)
-        for normal, url in conflicts.items():
-            # two spellings, two keys: the entry under today's spelling is the one every
-            # earlier run with that spelling used; two old spellings cannot be told apart
-            if normal not in exact:
-                raise self._corrupt(
-                    f"{url!r} and another spelling of the same registry pin different keys; "
-                    "remove the one you do not trust from the file"
-                )
+            spellings.setdefault(normal, {})[url] = self._check_entry(url, entry)
+        out: dict[str, dict[str, Any]] = {}
+        for normal, entries in spellings.items():
+            if len({e["public_key"] for e in entries.values()}) > 1:
+                # two spellings of one registry, two keys: neither is chosen silently
+                # (PROTOCOL.md section 3); kept as they are until the user settles it
+                out[normal] = {_CONFLICT: entries}
+            else:
+                out[normal] = entries.get(normal) or next(iter(entries.values()))
         return out
+
+    def _usable(self, url: str, entry: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``entry``, unless two spellings of ``url`` pin different keys (then an error)."""
+        if entry is None or _CONFLICT not in entry:
+            return entry
+        found = ", ".join(f"{u!r} (key id {e['key_id']})" for u, e in entry[_CONFLICT].items())
+        raise UsageError(
+            f"{self.path} pins {url} twice with different keys: {found}",
+            hint=f"keep the key you trust: omictl registry pin {url} --public-key HEX "
+            f"(replaces both), or omictl registry forget {url} (removes both)",
+            code="pin_conflict",
+        )
 
     def _check_entry(self, url: str, entry: object) -> dict[str, Any]:
         if not isinstance(entry, dict) or set(entry) != _ENTRY_MEMBERS:
@@ -141,9 +148,12 @@ class PinStore:
                 os.close(fd)
 
     def _save(self, registries: dict[str, dict[str, Any]]) -> None:
+        flat: dict[str, dict[str, Any]] = {}
+        for url, entry in registries.items():
+            flat.update(entry.get(_CONFLICT, {url: entry}))
         atomic_write_json(
             self.path,
-            {"version": PINS_FORMAT_VERSION, "registries": registries},
+            {"version": PINS_FORMAT_VERSION, "registries": flat},
             error=UsageError,
             sweep_stale=True,
         )
@@ -155,8 +165,15 @@ class PinStore:
 
         Raises :class:`UsageError` for a bad URL or a corrupt pin file.
         """
-        entry = self._load().get(normalize_url(registry_url, what="registry URL"))
+        entry = self.entry(registry_url)
         return None if entry is None else bytes.fromhex(entry["public_key"])
+
+    def entry(self, registry_url: str) -> dict[str, Any] | None:
+        """The pin of ``registry_url`` (``public_key``, ``key_id``, ``pinned_at``, ``name``),
+        or None. Raises :class:`UsageError` for a bad URL, a corrupt pin file, or two
+        spellings of this registry pinning different keys (code ``pin_conflict``)."""
+        url = normalize_url(registry_url, what="registry URL")
+        return self._usable(url, self._load().get(url))
 
     def pin(
         self, registry_url: str, public_key: bytes, *, replace: bool = False, name: str = ""
@@ -178,6 +195,10 @@ class PinStore:
     ) -> None:
         registries = self._load()
         old = registries.get(url)
+        if old is not None and _CONFLICT in old:
+            if not replace:
+                self._usable(url, old)  # raises: which of the two keys would it keep?
+            old = None  # an explicit pin settles the conflict: one entry, one key
         if old is not None:
             if old["public_key"] == public_key.hex():
                 return
@@ -213,7 +234,8 @@ class PinStore:
             return True
 
     def all(self) -> dict[str, dict[str, Any]]:
-        """Every pin: URL -> ``{"public_key", "key_id", "pinned_at", "name"}`` (copies).
+        """Every pin by URL (copies); a registry whose spellings pin different keys maps to
+        ``{"conflicting spellings": {spelling: entry}}``.
 
         Raises :class:`UsageError` for a corrupt pin file.
         """
@@ -259,6 +281,11 @@ def pin_explicit(pins: PinStore, registry_url: str, public_key_hex: str) -> PinC
         public_key_hex, field="--public-key", length=PUBLIC_KEY_BYTES, error=UsageError
     )
     url = normalize_url(registry_url, what="registry URL")
-    old = pins.get(url)
+    try:
+        old = pins.get(url)
+    except UsageError as exc:
+        if exc.code != "pin_conflict":
+            raise
+        old = None  # two spellings pinned two keys: this pin settles it
     pins.pin(url, public_key, replace=True)
     return PinChange(url=url, old_key=old, new_key=public_key, name="", source="explicit")

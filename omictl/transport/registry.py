@@ -309,7 +309,7 @@ def registry_status(registry: RegistryClient, pins: PinStore) -> RegistryStatus:
     pin file.
     """
     info = registry.info()
-    pinned = pins.all().get(registry.base_url)
+    pinned = pins.entry(registry.base_url)
     state: PinState
     if pinned is None:
         state = "not_pinned"

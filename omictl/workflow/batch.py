@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from omictl.core.envelope import parse_json
 from omictl.errors import (
-    Aborted,
     Interrupted,
     OmictlError,
     PartiallyDone,
@@ -215,6 +214,7 @@ def _after_stop(futures: Sequence[Future[Result]], targets: Sequence[Target]) ->
                 )
                 if not isinstance(error, PartiallyDone):  # no receipt: an interrupt, 130
                     error = Interrupted(error.message, hint="re-run the same command to confirm it")
+                # PARTIAL with a receipt; else FAILED, as ABORTED says "never started"
                 _settle_quietly(result, error)
     return results
 
@@ -307,11 +307,7 @@ def _recheck_app(app_id: str, members: list[tuple[Deps, Result]], map_: Callable
 def _settle_quietly(result: Result, error: OmictlError) -> None:
     """Fail a pending result without reporting events (when reporting itself failed)."""
     result.check_pending = False
-    result.status = (
-        "PARTIAL"
-        if isinstance(error, PartiallyDone)
-        else ("ABORTED" if isinstance(error, Aborted) else "FAILED")
-    )
+    result.status = "PARTIAL" if isinstance(error, PartiallyDone) else "FAILED"
     result.exit_code = int(error.exit_code)
     result.error = error.to_json()
 

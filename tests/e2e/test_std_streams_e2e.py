@@ -72,10 +72,11 @@ def test_stdout_reader_gone_keeps_the_exit_status(e2e: E2E, tmp_path: Path) -> N
 def _with_dead_stderr(e2e: E2E, tmp_path: Path, args: str, *, late: bool = False) -> Any:
     """``omictl -o json decommission ARGS`` with stderr into a pipe whose reader has gone
     (``late``: gone before omictl starts) and stdout into a file: exit 0, the document."""
+    command = f"$OMICTL -o json decommission {args}"
+    if late:  # the reader is gone before omictl writes its first line
+        command = f"(sleep 0.3; exec {command})"
     script = (  # stderr into the pipe, then stdout into the file
-        f"{'sleep 0.2; ' if late else ''}$OMICTL -o json decommission {args} "
-        "2>&1 1>out.json | (exec 0<&-; true)\n"
-        'echo "status=${PIPESTATUS[0]}"'
+        f'{command} 2>&1 1>out.json | (exec 0<&-; true)\necho "status=${{PIPESTATUS[0]}}"'
     )
     res = _bash(e2e, script, tmp_path)
     assert "status=0" in res.stdout, res.stdout + res.stderr
@@ -105,3 +106,45 @@ def test_rich_warnings_into_a_dead_stderr_do_not_end_the_run(e2e: E2E, tmp_path:
     args = f"{e2e.app_id} {service} --skip-provider --yes"
     assert _with_dead_stderr(e2e, tmp_path, args, late=True)["status"] == "REVOKED"
     assert e2e.sandbox.binding_status(service) == "REVOKED"
+
+
+def test_a_batch_at_a_terminal_writes_its_document_to_stdout(e2e: E2E, tmp_path: Path) -> None:
+    """stderr on a terminal (so the Rich progress bar runs), stdout into a file: the JSON
+    document goes to the file, never onto the terminal (Rich redirects stdout while a bar
+    runs, and the report was once printed while it still did)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    out_path = tmp_path / "out.json"
+    with out_path.open("w") as out_file:
+        child = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "omictl", "-o", "json", "decommission", e2e.app_id),
+                *("--all", "--yes"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out_file,
+            stderr=slave,
+            env={**os.environ, "TERM": "xterm"},
+        )
+        os.close(slave)
+        seen = b""
+        while True:  # drain the terminal, or the child blocks on it
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif child.poll() is not None:
+                break
+        child.wait(timeout=60)
+    os.close(master)
+    assert child.returncode == 0, seen
+    doc = json.loads(out_path.read_text())
+    assert [r["status"] for r in doc["results"]] == ["REVOKED"] * 3
+    assert b'"results"' not in seen  # nothing of the document on the terminal

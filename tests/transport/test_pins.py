@@ -227,19 +227,35 @@ def test_pins_written_in_an_older_normal_form_still_hold(pins: PinStore) -> None
     assert pins.get("https://old.example/b") == KEY
 
 
-def test_two_spellings_with_two_keys_keep_the_one_under_todays_spelling(
+def test_two_spellings_with_two_keys_are_settled_by_the_user_not_by_omictl(
     pins: PinStore,
 ) -> None:
-    """Every earlier run given today's spelling used that entry: it stays the pin."""
+    """Neither key is chosen silently (PROTOCOL.md section 3): that registry's lookups say
+    which spellings pin which keys, other registries work, both entries stay on disk, and
+    an explicit pin (or forget) settles it."""
     host = REGISTRY.split("://", 1)[1]
     other = OTHER_SIGNER.public_key
-    _write_pins(pins, {f"https://{host}.": _entry(other), REGISTRY: _entry(KEY)})
-    assert pins.get(REGISTRY) == KEY
-
-
-def test_two_old_spellings_with_two_keys_are_refused(pins: PinStore) -> None:
-    host = REGISTRY.split("://", 1)[1]
-    other = OTHER_SIGNER.public_key
-    _write_pins(pins, {f"https://{host}.": _entry(KEY), f"https://{host}/./": _entry(other)})
-    with pytest.raises(UsageError, match="pin different keys"):
+    _write_pins(
+        pins,
+        {
+            f"https://{host}.": _entry(other),
+            REGISTRY: _entry(KEY),
+            "https://elsewhere.example": _entry(KEY),
+        },
+    )
+    with pytest.raises(UsageError, match="twice with different keys") as info:
         pins.get(REGISTRY)
+    assert info.value.code == "pin_conflict" and "--public-key" in (info.value.hint or "")
+    with pytest.raises(UsageError, match="twice"):
+        pins.pin(REGISTRY, KEY)  # a first-use pin cannot pick one either
+    pins.pin("https://third.example", KEY)  # another registry's pin keeps both entries
+    assert set(json.loads(pins.path.read_text())["registries"]) == {
+        f"https://{host}.",
+        REGISTRY,
+        "https://elsewhere.example",
+        "https://third.example",
+    }
+    assert pins.get("https://elsewhere.example") == KEY
+    pin_explicit(pins, REGISTRY, other.hex())  # the user's choice, out of band
+    assert pins.get(REGISTRY) == other
+    assert f"https://{host}." not in json.loads(pins.path.read_text())["registries"]

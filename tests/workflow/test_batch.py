@@ -487,8 +487,8 @@ def test_an_interrupted_batch_does_not_report_an_unconfirmed_409_as_revoked(
 def test_an_interrupted_skip_provider_409_without_record_is_an_interrupt(
     tmp_path: Path, four: FakeWorld
 ) -> None:
-    """Without a receipt the unconfirmed service is ABORTED with exit 130 (not exit 6), so a
-    CI retry rule keyed on 130 fires."""
+    """Without a receipt the unconfirmed service exits 130 (not 6), so a CI retry rule keyed
+    on 130 fires; it is FAILED, since ABORTED means never started."""
     import threading
 
     from omictl.errors import RemoteRejected
@@ -514,8 +514,9 @@ def test_an_interrupted_skip_provider_409_without_record_is_an_interrupt(
             on_result=lambda result: stop.set(),
             stop=stop,
         )
-    first = info.value.results[0]
-    assert (first.status, first.exit_code) == ("ABORTED", 130)
+    first, second = info.value.results
+    assert (first.status, first.exit_code) == ("FAILED", 130)  # started: not "ABORTED"
+    assert (second.status, second.exit_code) == ("ABORTED", 130)  # never started
     assert first.error is not None and "without the signed record" in first.error["message"]
 
 
