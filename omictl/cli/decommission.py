@@ -416,13 +416,21 @@ def _run_many(
         done_count = [0]
         progress = None
         task = None
+        bar_stopped = [False]
+
+        def stop_bar() -> None:
+            if progress is not None and not bar_stopped[0]:
+                bar_stopped[0] = True
+                progress.stop()
+
         if out.err_is_terminal():
             from rich.progress import Progress
 
-            # stdout is data: the bar must never take it over (Rich redirects it by default)
-            progress = stack.enter_context(
-                Progress(console=out.err, transient=True, redirect_stdout=False)
-            )
+            # stdout is data: the bar must never take it over (Rich redirects it by default);
+            # stopped once, before the report (a second stop prints a stray newline)
+            progress = Progress(console=out.err, transient=True, redirect_stdout=False)
+            progress.start()
+            stack.callback(stop_bar)
             task = progress.add_task("decommissioning", total=len(targets))
 
         def on_result(result: Result) -> None:
@@ -469,8 +477,7 @@ def _run_many(
                     f"omictl: interrupted: the services in flight finished; {skipped} of "
                     f"{len(results)} not started (re-run the same command to go on)"
                 )
-            if progress is not None:
-                progress.stop()  # the bar is gone before the report is printed
+            stop_bar()  # the bar is gone before the report is printed
             # interrupted: at least 130 (or a worse failure), even if every service got
             # done (their re-reads were not)
             codes = [r.exit_code for r in results] + ([INTERRUPTED_EXIT] if interrupted else [])

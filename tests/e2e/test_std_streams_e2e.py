@@ -148,3 +148,4 @@ def test_a_batch_at_a_terminal_writes_its_document_to_stdout(e2e: E2E, tmp_path:
     doc = json.loads(out_path.read_text())
     assert [r["status"] for r in doc["results"]] == ["REVOKED"] * 3
     assert b'"results"' not in seen  # nothing of the document on the terminal
+    assert b"decommissioning" in seen  # ...where the progress bar did run
