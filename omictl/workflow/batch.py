@@ -211,9 +211,8 @@ def _after_stop(futures: Sequence[Future[Result]], targets: Sequence[Target]) ->
                     result.service_id,
                     result.receipt_id,
                     Interrupted("the batch was interrupted before it"),
+                    without_receipt=Interrupted,  # exit 130 (8 with a receipt)
                 )
-                if not isinstance(error, PartiallyDone):  # no receipt: an interrupt, 130
-                    error = Interrupted(error.message, hint="re-run the same command to confirm it")
                 # PARTIAL with a receipt; else FAILED, as ABORTED says "never started"
                 _settle_quietly(result, error)
     return results

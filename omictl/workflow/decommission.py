@@ -237,6 +237,12 @@ class _Run:
     def save(self, phase: str, note: str = "", *, sync: bool = True) -> None:
         self.d.journals.save(self.journal, phase=phase, now=self.d.clock(), note=note, sync=sync)
 
+    @property
+    def held_receipt_id(self) -> str | None:
+        """The id of the verified receipt the journal holds, or None."""
+        held = self.journal.receipt
+        return held["data"].get("receipt_id") if held is not None else None
+
     # ------------------------------------------------------------------ steps
     def resolve_app(self) -> tuple[App, bytes]:
         """Registry key (pinned) and app record, and the master-key check: before the lock,
@@ -383,7 +389,7 @@ class _Run:
             self.emit("unbind", "failed", exc.message)
             if self.journal.receipt is None:
                 raise
-            receipt_id = self.journal.receipt["data"].get("receipt_id")
+            receipt_id = self.held_receipt_id
             raise PartiallyDone(
                 f"the provider terminated {t.service_id} (receipt {receipt_id}) but the "
                 f"registry did not revoke it yet: {exc.message}",
@@ -444,7 +450,7 @@ class _Run:
             self.result.already_revoked = True
             self.unconfirmed = True
             return False
-        sent = self.journal.receipt["data"].get("receipt_id") if self.journal.receipt else None
+        sent = self.held_receipt_id
         ours = record.receipt_id == sent
         if not ours and self.journal.rejected_record is not None:
             # The registry answered our own unbind (200) with a record naming another
@@ -513,7 +519,7 @@ class _Run:
         run still names what it holds."""
         if self.journal.receipt is not None:
             self.result.receipt = self.journal.receipt
-            self.result.receipt_id = self.journal.receipt["data"].get("receipt_id")
+            self.result.receipt_id = self.held_receipt_id
         if self.journal.revocation_record is not None:
             self.result.revocation_record = self.journal.revocation_record
 
@@ -529,9 +535,7 @@ class _Run:
             if self.unconfirmed:
                 message = f"could not re-read the binding: {exc.message}"
                 self.emit("check_revoked", "failed", message)
-                held = self.journal.receipt
-                receipt_id = held["data"].get("receipt_id") if held is not None else None
-                raise unconfirmed_revocation(t.service_id, receipt_id, exc) from exc
+                raise unconfirmed_revocation(t.service_id, self.held_receipt_id, exc) from exc
             self.emit("check_revoked", "warning", f"could not re-read the binding: {exc.message}")
             return
         except OmictlError as exc:  # as a batch records it (workflow.batch._judge)
@@ -567,7 +571,6 @@ class _Run:
             path = d.archive.save_bundle(bundle)
         except OmictlError as exc:  # disk full, permissions: the revocation stands
             self.emit("archive", "failed", exc.message)
-            held = self.journal.receipt
             raise PartiallyDone(
                 f"{self.t.service_id} is revoked (its record verified), but the evidence "
                 f"bundle could not be written: {exc.message}",
@@ -575,7 +578,7 @@ class _Run:
                 "same command: nothing is sent again, the bundle is written from the journal",
                 details={
                     "cause": exc.to_json(),
-                    "receipt_id": held["data"].get("receipt_id") if held else None,
+                    "receipt_id": self.held_receipt_id,
                 },
             ) from exc
         self.journal.bundle_path = str(path)
@@ -622,7 +625,7 @@ class _Run:
         j.skip_provider = t.skip_provider and j.receipt is None
 
         endpoint = d.endpoint_override or binding.endpoint_url
-        held = j.receipt["data"].get("receipt_id") if j.receipt else None
+        held = self.held_receipt_id
         plan = Plan(
             target=t,
             app=app,
@@ -715,7 +718,7 @@ class _Run:
             archivable = self.record_revoked(record, registry_key)
             if j.receipt is not None:
                 self.result.receipt = j.receipt
-                self.result.receipt_id = j.receipt["data"].get("receipt_id")
+                self.result.receipt_id = self.held_receipt_id
             if archivable:
                 self.archive(app, binding, registry_key)
             self.result.revocation_record = j.revocation_record or self.result.revocation_record
@@ -826,10 +829,16 @@ def record_step(
 
 
 def unconfirmed_revocation(
-    service_id: str, receipt_id: str | None, cause: OmictlError
+    service_id: str,
+    receipt_id: str | None,
+    cause: OmictlError,
+    *,
+    without_receipt: type[OmictlError] = RemoteUnavailable,
 ) -> OmictlError:
     """A 409 ``already_revoked`` came without the signed record and the re-read of the
-    binding failed: nothing confirms the revocation, so the service is not REVOKED."""
+    binding failed (or an interrupt skipped it): nothing confirms the revocation, so the
+    service is not REVOKED. :class:`PartiallyDone` when a receipt is held, else
+    ``without_receipt`` (exit 6, or :class:`~omictl.errors.Interrupted` for 130)."""
     what = (
         "the registry answered already_revoked without the signed record PROTOCOL.md "
         f"section 3 requires, and the binding could not be re-read: {cause.message}"
@@ -841,7 +850,7 @@ def unconfirmed_revocation(
             "no second DELETE is sent",
             details={"cause": cause.to_json(), "receipt_id": receipt_id},
         )
-    return RemoteUnavailable(
+    return without_receipt(
         f"{service_id}: {what}",
         hint="re-run the same command to confirm the revocation",
         details={"cause": cause.to_json()},
