@@ -225,6 +225,12 @@ class Interrupted(Aborted):
     code = "interrupted"
 
     @classmethod
+    def of(cls, interrupt: KeyboardInterrupt) -> Interrupted:
+        """The report of ``interrupt``: a :class:`SignalInterrupt` names its signal; a plain
+        KeyboardInterrupt is Python's own Ctrl-C (SIGINT)."""
+        return cls.by(getattr(interrupt, "signal_name", "SIGINT"))
+
+    @classmethod
     def by(cls, signal_name: str) -> Interrupted:
         return cls(
             f"interrupted ({signal_name})",

@@ -254,7 +254,7 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # a SignalInterrupt, or Ctrl-C outside the handlers
         if is_terminal(sys.stderr):
             print(file=sys.stderr)  # off the line a prompt or progress left open
-        error = Interrupted.by(getattr(exc, "signal_name", "SIGINT"))
+        error = Interrupted.of(exc)
         partial = getattr(exc, "partial", None)
         if partial is not None and _json_mode_for_errors and not output.document_written:
             # as for any failed decommission: its result (status ABORTED) is the document

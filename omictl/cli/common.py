@@ -80,15 +80,8 @@ def interrupt_on_signals() -> Iterator[Caught]:
         caught.interrupt = SignalInterrupt("SIGTERM" if signum == signal.SIGTERM else "SIGINT")
         raise caught.interrupt
 
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, handler)
-    try:
+    with _handling(handler, keep_ignored=True):
         yield caught
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextlib.contextmanager
@@ -101,7 +94,6 @@ def stop_on_signals(
     calls ``on_again(signum)`` (which may end the process). The previous handlers come
     back on exit. Main thread only (``signal.signal``). The callbacks only report: a
     failure in them (a closed stderr) is ignored."""
-    import signal
 
     stop = threading.Event()
 
@@ -114,9 +106,24 @@ def stop_on_signals(
             elif again and on_again is not None:
                 on_again(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handling(handler, keep_ignored=False):
         yield stop
+
+
+@contextlib.contextmanager
+def _handling(
+    handler: Callable[[int, FrameType | None], None], *, keep_ignored: bool
+) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while the block runs, the previous handlers after
+    it; with ``keep_ignored``, a signal the parent ignores stays ignored."""
+    import signal
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if not (keep_ignored and signal.getsignal(sig) is signal.SIG_IGN):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

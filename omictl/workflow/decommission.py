@@ -912,7 +912,7 @@ def decommission(target: Target, deps: Deps) -> Result:
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the journal resumes it
         run.result.status = "ABORTED"
         run.result.exit_code = int(ExitCode.INTERRUPTED)
-        run.result.error = Interrupted.by(getattr(exc, "signal_name", "SIGINT")).to_json()
+        run.result.error = Interrupted.of(exc).to_json()
         run.keep_receipt()
         if isinstance(exc, SignalInterrupt):
             exc.partial = run.result.to_json()
