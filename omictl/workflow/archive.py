@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from omictl.core.envelope import parse_json
-from omictl.errors import OmictlError, UsageError
+from omictl.errors import ExitCode, OmictlError, UsageError
 from omictl.fsutil import atomic_write_json, read_capped
 
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
@@ -22,8 +22,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class ArchiveError(OmictlError):
-    """The archive cannot be read or written."""
+    """The archive cannot be read or written: a problem of the local receipts folder, not
+    a bug, so exit 2 (as :class:`~omictl.workflow.journal.JournalError`)."""
 
+    exit_code = ExitCode.USAGE
     code = "archive"
 
 

@@ -59,7 +59,7 @@ from omictl.errors import (
     shown,
 )
 from omictl.workflow.archive import Archive
-from omictl.workflow.journal import Journal, JournalStore, check_ids_are_paths
+from omictl.workflow.journal import Journal, JournalError, JournalStore, check_ids_are_paths
 
 if TYPE_CHECKING:
     from omictl.transport.provider import ProviderClient
@@ -235,7 +235,74 @@ class _Run:
         record_step(self.result, self.d.events, step, status, message, **data)
 
     def save(self, phase: str, note: str = "", *, sync: bool = True) -> None:
-        self.d.journals.save(self.journal, phase=phase, now=self.d.clock(), note=note, sync=sync)
+        """Append a journal record. A journal that cannot be written (disk full,
+        permissions) becomes the error that says what this run has done so far
+        (:meth:`unrecorded`)."""
+        try:
+            self.d.journals.save(
+                self.journal, phase=phase, now=self.d.clock(), note=note, sync=sync
+            )
+        except JournalError as exc:
+            raise self.unrecorded(phase, exc) from exc
+
+    def save_done(self, step: str, note: str = "") -> None:
+        """Record the end of the service's run. The work is done by then (revoked, the
+        evidence written or not ours to write): a journal that cannot record it is a
+        warning of ``step``, not a failure."""
+        try:
+            self.d.journals.save(self.journal, phase="done", now=self.d.clock(), note=note)
+        except JournalError as exc:
+            self.journal_warning(step, exc)
+
+    def journal_warning(self, step: str, exc: JournalError) -> None:
+        """The revocation stands, but the journal could not record the end of the run."""
+        self.emit(
+            step,
+            "warning",
+            f"the journal could not record the end of the run ({exc.message}); harmless: "
+            "a re-run finds the binding REVOKED and sends nothing",
+        )
+
+    def unrecorded(self, phase: str, exc: JournalError) -> OmictlError:
+        """The error for a journal that could not record ``phase``: what this run has done
+        so far decides which (nothing sent: exit 2; terminated or revoked: exit 8)."""
+        t, j = self.t, self.journal
+        folder = self.d.journals.path_for(t.app_id, t.service_id).parent
+        fix = f"free space or fix the permissions of {folder}, then re-run the same command"
+        details: dict[str, Any] = {"cause": exc.to_json(), "unrecorded": phase}
+        receipt_id = self.held_receipt_id
+        if j.revocation_record is not None:  # "revoked": the registry has revoked it
+            return PartiallyDone(
+                f"{t.service_id} is revoked (its record verified), but the journal could not "
+                f"record it: {exc.message}",
+                hint=f"{fix}: it asks the registry for its record again and writes the "
+                "evidence bundle; nothing is sent to the provider",
+                details={**details, "receipt_id": receipt_id},
+            )
+        if j.receipt is not None:  # "receipt_held" or "unbind_sent": the provider has wiped
+            reused = j.phase != "termination_sent"  # the receipt reached the log before
+            return PartiallyDone(
+                f"the provider terminated {t.service_id} (receipt {receipt_id}), but the "
+                f"journal could not record {'the unbind request' if reused else 'the receipt'}"
+                f", so the unbind was not sent: {exc.message}",
+                hint=f"{fix}: "
+                + (
+                    "the held receipt is reused, no second DELETE is sent"
+                    if reused
+                    else "the DELETE is sent again and the provider answers it with the "
+                    "same receipt"
+                ),
+                details={**details, "receipt_id": receipt_id},
+            )
+        what = "the DELETE" if phase == "termination_sent" else "the unbind request"
+        sent = (
+            f"this try sent nothing, but {what} of an earlier try may have arrived: {fix} to resume"
+            if j.phase == phase  # recorded before an earlier try (of this run or another)
+            else f"nothing was sent: {fix}"
+        )
+        return JournalError(
+            f"cannot record {what} before sending it: {exc.message}", hint=sent, details=details
+        )
 
     @property
     def held_receipt_id(self) -> str | None:
@@ -331,22 +398,39 @@ class _Run:
                 data_handling=self.journal.data_handling,
             )
         except VerificationError as exc:
-            path = self.keep_rejected(answer, exc.message)
+            # the verification failure stays the error, whatever the disk says
+            try:
+                path = self.keep_rejected(answer, exc.message)
+                kept = f"the provider's answer is kept at {path}"
+            except OmictlError as unkept:
+                path, kept = None, f"the provider's answer could not be kept ({unkept.message})"
             self.journal.rejected_receipt = journaled_answer(answer, kept_at=path)
             self.journal.rejection_reason = exc.message[:2000]
-            self.save("receipt_rejected", note=exc.message)
-            self.emit("verify_receipt", "failed", exc.message, kept_at=str(path))
-            raise VerificationError(
+            try:
+                self.d.journals.save(
+                    self.journal, phase="receipt_rejected", now=self.d.clock(), note=exc.message
+                )
+            except JournalError as unsaved:
+                kept += f"; the journal could not record it ({unsaved.message})"
+            self.emit(
+                "verify_receipt",
+                "failed",
                 exc.message,
-                code=exc.code,
-                hint=f"nothing was revoked; the provider's answer is kept at {path}",
+                **({"kept_at": str(path)} if path is not None else {}),
+            )
+            raise VerificationError(
+                exc.message, code=exc.code, hint=f"nothing was revoked; {kept}"
             ) from exc
         self.journal.receipt = receipt.envelope.to_json()
         self.journal.rejected_receipt = None
         self.journal.rejection_reason = None
         # durable with the unbind request's record, which is fdatasync-ed before the unbind
         # leaves (or at the end of the run, decommission()): one fdatasync for both
-        self.save("receipt_held", sync=False)
+        try:
+            self.save("receipt_held", sync=False)
+        except OmictlError as exc:
+            self.emit("verify_receipt", "failed", exc.message)
+            raise
         self.emit(
             "verify_receipt",
             "done",
@@ -397,6 +481,9 @@ class _Run:
                 "no second DELETE is sent",
                 details={"cause": exc.to_json(), "receipt_id": receipt_id},
             ) from exc
+        except OmictlError as exc:  # a key mismatch, or a journal that cannot be written
+            self.emit("unbind", "failed", exc.message)
+            raise
         self.emit("unbind", "done", "registry accepted the unbind request")
         return record
 
@@ -476,7 +563,7 @@ class _Run:
                 f"the binding was already revoked by another request (its record names "
                 f"receipt {shown(record.receipt_id)}); nothing more to do",
             )
-            self.save("done", note="revoked by another request")
+            self.save_done("verify_record", note="revoked by another request")
             return False
         if not ours:
             # the evidence bundle must verify offline (core.evidence checks this very link);
@@ -486,16 +573,29 @@ class _Run:
                 "revoked_at": record.revoked_at,
                 "signature": to_hex(record.envelope.signature),
             }
-            self.save("unbind_sent", note="revocation record refused: it names another receipt")
+            hint = "report this to the registry operator; the record was not accepted"
+            try:
+                self.d.journals.save(
+                    self.journal,
+                    phase="unbind_sent",
+                    now=self.d.clock(),
+                    note="revocation record refused: it names another receipt",
+                )
+            except JournalError as unsaved:
+                hint += f"; careful: the journal could not record the refusal ({unsaved.message})"
             raise VerificationError(
                 f"the registry's revocation record names receipt {shown(record.receipt_id)}, "
                 f"but the unbind request carried {shown(sent)}",
                 code="invalid_record",
-                hint="report this to the registry operator; the record was not accepted",
+                hint=hint,
             )
         self.journal.revocation_record = record.envelope.to_json()
         # durable with the "done" record after the bundle (or at the end of the run)
-        self.save("revoked", sync=False)
+        try:
+            self.save("revoked", sync=False)
+        except OmictlError as exc:
+            self.emit("verify_record", "failed", exc.message)
+            raise
         self.result.propagation = [p.to_json() for p in record.propagation]
         summary = ", ".join(f"{p.target} {p.status}" for p in record.propagation) or "none"
         self.emit(
@@ -546,7 +646,9 @@ class _Run:
             self.emit("check_revoked", "failed", error.message)
             raise error
         if self.unconfirmed:  # the 409 without a record is confirmed now: done, no re-ask
-            self.save("done", note="already revoked; no signed record; the re-read confirmed it")
+            self.save_done(
+                "check_revoked", note="already revoked; no signed record; the re-read confirmed it"
+            )
         self.emit("check_revoked", "done", "binding is REVOKED (no longer discoverable)")
 
     def archive(self, app: App, binding: Binding, registry_key: bytes) -> None:
@@ -582,7 +684,7 @@ class _Run:
                 },
             ) from exc
         self.journal.bundle_path = str(path)
-        self.save("done")
+        self.save_done("archive")
         self.result.bundle = str(path)
         self.emit("archive", "done", f"evidence bundle {path}", bundle=str(path))
 
@@ -799,13 +901,16 @@ class _Run:
 MAX_JOURNALED_ANSWER = 64 * 1024
 
 
-def journaled_answer(answer: Any, *, kept_at: Path) -> dict[str, Any]:
+def journaled_answer(answer: Any, *, kept_at: Path | None) -> dict[str, Any]:
     """What the journal keeps of a provider answer that failed verification."""
     kept = answer if isinstance(answer, dict) else {"raw": answer}
     size = len(json_text(kept).encode("utf-8"))  # json_text: a lone surrogate is escaped
     if size <= MAX_JOURNALED_ANSWER:
         return kept
-    return {"omitted": f"{size} bytes, over {MAX_JOURNALED_ANSWER}", "kept_at": str(kept_at)}
+    return {
+        "omitted": f"{size} bytes, over {MAX_JOURNALED_ANSWER}",
+        "kept_at": str(kept_at) if kept_at is not None else None,
+    }
 
 
 def record_step(
@@ -896,7 +1001,10 @@ def decommission(target: Target, deps: Deps) -> Result:
                             f"({unsynced.message})"
                         )
                 raise
-            deps.journals.flush(run.journal)  # no-op: the last record of a run is synced
+            try:
+                deps.journals.flush(run.journal)  # no-op unless "done" could not be recorded
+            except JournalError as exc:  # the revocation stands and its evidence is written
+                run.journal_warning("check_revoked", exc)
             return result
     except OmictlError as exc:
         run.result.status = (

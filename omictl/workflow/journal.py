@@ -91,8 +91,11 @@ _LOG_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW
 
 
 class JournalError(OmictlError):
-    """The journal cannot be read or written."""
+    """The journal cannot be read or written: a problem of the local state folder (disk
+    full, permissions, a damaged file), not a bug, so exit 2 as the config and pin files
+    (CLI.md has no code of its own for local files)."""
 
+    exit_code = ExitCode.USAGE
     code = "journal"
 
 
@@ -537,7 +540,11 @@ class JournalStore:
         try:
             fd = os.open(path, _LOG_FLAGS, PRIVATE_FILE_MODE)
         except OSError as exc:
-            raise JournalError(f"cannot open journal {path}: {exc.strerror}") from exc
+            raise JournalError(
+                f"cannot open journal {path}: {exc.strerror}",
+                hint=f"nothing was sent: free space or fix the permissions of {path.parent}, "
+                "then re-run the same command",
+            ) from exc
         try:
             deadline = time.monotonic() + wait
             waited = False

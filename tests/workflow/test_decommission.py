@@ -836,3 +836,132 @@ def test_a_signal_while_the_bundle_is_written_is_an_interrupt_not_a_disk_failure
     again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
     assert again.status == "REVOKED" and again.bundle is not None
     assert len(world.deletes) == 1
+
+
+def _full_disk_at(monkeypatch: pytest.MonkeyPatch, *phases: str) -> type[JournalStore]:
+    """A JournalStore whose appends of ``phases`` meet a full disk (ENOSPC from the write,
+    through the store's own error handling)."""
+    import errno
+
+    import omictl.workflow.journal as journal_mod
+
+    real_write_all = journal_mod.write_all
+
+    class Full(JournalStore):
+        def save(self, journal: Any, *, phase: str, **kw: Any) -> None:
+            def full(fd: int, data: bytes) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(
+                journal_mod, "write_all", full if phase in phases else real_write_all
+            )
+            try:
+                super().save(journal, phase=phase, **kw)
+            finally:
+                monkeypatch.setattr(journal_mod, "write_all", real_write_all)
+
+    return Full
+
+
+@pytest.mark.parametrize(
+    ("phase", "exit_code", "sent", "step", "resent"),
+    [
+        # nothing left the machine: a local problem (exit 2), not a bug (exit 1)
+        ("termination_sent", 2, (0, 0), "terminate", (1, 1)),
+        # the provider wiped, the receipt is not on disk: the re-run sends the DELETE again
+        ("receipt_held", 8, (1, 0), "verify_receipt", (2, 1)),
+        # the receipt is held, the unbind was not sent: the re-run reuses the receipt
+        ("unbind_sent", 8, (1, 0), "unbind", (1, 1)),
+        # revoked and verified, not recorded: the re-run asks for the record again
+        ("revoked", 8, (1, 1), "verify_record", (1, 2)),
+    ],
+)
+def test_a_full_disk_at_each_record_says_what_was_done_and_the_rerun_finishes(
+    world: FakeWorld,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    phase: str,
+    exit_code: int,
+    sent: tuple[int, int],
+    step: str,
+    resent: tuple[int, int],
+) -> None:
+    from omictl.errors import OmictlError
+
+    store = _full_disk_at(monkeypatch, phase)(tmp_path / "state")
+    with pytest.raises(OmictlError) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, journals=store))
+    error = info.value
+    assert int(error.exit_code) == exit_code
+    assert "No space left on device" in error.message
+    assert error.details["unrecorded"] == phase
+    assert "free space or fix the permissions" in (error.hint or "")
+    result = error.details["result"]
+    assert (result["steps"][-1]["step"], result["steps"][-1]["status"]) == (step, "failed")
+    assert (len(world.deletes), len(world.unbinds)) == sent
+    if exit_code == 8:  # the receipt the provider signed is reported, not lost
+        assert result["receipt"] == world.receipts[SERVICE]
+    else:
+        assert "nothing was sent" in (error.hint or "")
+    first_receipt = world.receipts.get(SERVICE)
+
+    again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert again.status == "REVOKED" and again.bundle is not None
+    assert (len(world.deletes), len(world.unbinds)) == resent
+    if first_receipt is not None:  # the provider answers a repeated DELETE with its receipt
+        assert again.receipt == first_receipt
+    assert verify_bundle(json.loads(Path(again.bundle).read_text())).receipt_id
+
+
+def test_a_full_disk_at_the_last_record_is_a_warning_of_a_finished_run(
+    world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revoked and the evidence written: a journal that cannot record "done" (nor sync the
+    record before it) does not turn that into a failure; it is a warning, and a re-run
+    sends nothing."""
+    import omictl.workflow.journal as journal_mod
+
+    store = _full_disk_at(monkeypatch, "done")(tmp_path / "state")
+    real_sync = journal_mod._fdatasync
+    synced: list[int] = []
+
+    def sync_once(fd: int) -> None:  # the unbind_sent record's sync works; later ones fail
+        if len(synced) >= 2:
+            raise OSError(28, "No space left on device")
+        synced.append(fd)
+        real_sync(fd)
+
+    monkeypatch.setattr(journal_mod, "_fdatasync", sync_once)
+    result = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, journals=store))
+    monkeypatch.setattr(journal_mod, "_fdatasync", real_sync)
+    assert result.status == "REVOKED" and result.bundle is not None
+    warnings = [s for s in result.steps if s["status"] == "warning"]
+    assert [w["step"] for w in warnings] == ["archive", "check_revoked"]
+    assert all("harmless" in w["message"] for w in warnings)
+    sent = (len(world.deletes), len(world.unbinds))
+    again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    assert again.status == "REVOKED" and again.already_revoked
+    assert (len(world.deletes), len(world.unbinds)) == sent
+
+
+def test_a_rejected_receipt_on_a_full_disk_is_still_a_verification_failure(
+    world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forged receipt while neither the archive nor the journal can be written: the
+    error is the verification failure (exit 5), not the disk's, and says what was lost."""
+
+    class Full(Archive):
+        def save_rejected(self, **kw: Any) -> Path:
+            from omictl.workflow.archive import ArchiveError
+
+            raise ArchiveError("cannot write rejected/x.json: No space left on device")
+
+    world.provider_mode = "forged"
+    store = _full_disk_at(monkeypatch, "receipt_rejected")(tmp_path / "state")
+    deps = make_deps(world, tmp_path, journals=store, archive=Full(tmp_path / "receipts"))
+    with pytest.raises(VerificationError) as info:
+        decommission(Target(APP_ID, SERVICE), deps)
+    assert info.value.exit_code == ExitCode.VERIFICATION
+    hint = info.value.hint or ""
+    assert "could not be kept" in hint and "journal could not record it" in hint
+    assert len(world.unbinds) == 0
