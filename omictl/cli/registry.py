@@ -152,6 +152,9 @@ def _pin_text(change: PinChange) -> str:
     from omictl.core.envelope import key_id
 
     new = key_id(change.new_key)
+    if change.settled:
+        before = ", ".join(key_id(k) for k in change.settled)
+        return f"settled the conflicting pins of {change.url} (keys {before}): pinned key {new}"
     if change.old_key is None:
         return f"pinned {change.url} to key {new}"
     if not change.changed:

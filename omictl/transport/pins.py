@@ -195,10 +195,16 @@ class PinStore:
     ) -> None:
         registries = self._load()
         old = registries.get(url)
+        learnt = ""
         if old is not None and _CONFLICT in old:
             if not replace:
                 self._usable(url, old)  # raises: which of the two keys would it keep?
-            old = None  # an explicit pin settles the conflict: one entry, one key
+            # an explicit pin settles the conflict: one entry, one key, and the name the
+            # registry gave (this spelling's first, else any other's)
+            spellings = old[_CONFLICT]
+            names = [spellings[u]["name"] for u in sorted(spellings, key=lambda u: u != url)]
+            learnt = next((n for n in names if n), "")
+            old = None
         if old is not None:
             if old["public_key"] == public_key.hex():
                 return
@@ -216,9 +222,20 @@ class PinStore:
                 "%Y-%m-%dT%H:%M:%SZ"
             ),
             # an explicit re-pin (no name given) keeps the name learnt before
-            "name": (name or (old["name"] if old is not None else ""))[:200],
+            "name": (name or (old["name"] if old is not None else learnt))[:200],
         }
         self._save(registries)
+
+    def pinned_keys(self, registry_url: str) -> list[bytes]:
+        """Every key pinned for ``registry_url``: none, one, or (two spellings that pin
+        different keys, written by an older omictl) several, sorted. Raises
+        :class:`UsageError` for a bad URL or a corrupt pin file."""
+        url = normalize_url(registry_url, what="registry URL")
+        entry = self._load().get(url)
+        if entry is None:
+            return []
+        entries = entry[_CONFLICT].values() if _CONFLICT in entry else [entry]
+        return [bytes.fromhex(h) for h in sorted({e["public_key"] for e in entries})]
 
     def forget(self, registry_url: str) -> bool:
         """Remove the pin for ``registry_url``; True if there was one.
@@ -252,6 +269,9 @@ class PinChange:
     name: str
     #: "explicit" (``--public-key``) or "tofu" (the key the registry presented)
     source: str
+    #: every key pinned before, when there were several (two spellings of the URL that an
+    #: older omictl pinned to different keys, settled by this pin); else empty
+    settled: tuple[bytes, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -266,6 +286,10 @@ class PinChange:
             "public_key": self.new_key.hex(),
             "key_id": key_id(self.new_key),
             "previous_key_id": key_id(self.old_key) if self.old_key is not None else None,
+            # all of them: one, or the conflicting keys this pin settled
+            "previous_key_ids": [key_id(k) for k in self.settled]
+            if self.settled
+            else ([key_id(self.old_key)] if self.old_key is not None else []),
             "changed": self.changed,
             "source": self.source,
         }
@@ -281,11 +305,14 @@ def pin_explicit(pins: PinStore, registry_url: str, public_key_hex: str) -> PinC
         public_key_hex, field="--public-key", length=PUBLIC_KEY_BYTES, error=UsageError
     )
     url = normalize_url(registry_url, what="registry URL")
-    try:
-        old = pins.get(url)
-    except UsageError as exc:
-        if exc.code != "pin_conflict":
-            raise
-        old = None  # two spellings pinned two keys: this pin settles it
+    before = pins.pinned_keys(url)  # two (or more) when two spellings pinned two keys
     pins.pin(url, public_key, replace=True)
-    return PinChange(url=url, old_key=old, new_key=public_key, name="", source="explicit")
+    entry = pins.entry(url)
+    return PinChange(
+        url=url,
+        old_key=before[0] if len(before) == 1 else None,
+        new_key=public_key,
+        name=entry["name"] if entry is not None else "",
+        source="explicit",
+        settled=tuple(before) if len(before) > 1 else (),
+    )

@@ -256,6 +256,7 @@ def test_pin_explicit_json(cli: Any) -> None:
         "public_key": OTHER.hex(),
         "key_id": OTHER_KID,
         "previous_key_id": KID,
+        "previous_key_ids": [KID],
         "changed": True,
         "source": "explicit",
     }

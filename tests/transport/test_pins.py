@@ -259,3 +259,27 @@ def test_two_spellings_with_two_keys_are_settled_by_the_user_not_by_omictl(
     pin_explicit(pins, REGISTRY, other.hex())  # the user's choice, out of band
     assert pins.get(REGISTRY) == other
     assert f"https://{host}." not in json.loads(pins.path.read_text())["registries"]
+
+
+def test_settling_a_conflict_reports_both_keys_and_keeps_the_registry_name(
+    pins: PinStore,
+) -> None:
+    """The explicit pin that settles two spellings' keys says which keys it replaced (not
+    "no previous key") and keeps the name the registry gave."""
+    host = REGISTRY.split("://", 1)[1]
+    other = OTHER_SIGNER.public_key
+    entry = _entry(other)
+    entry["name"] = "Example Registry"
+    unnamed = _entry(KEY)
+    unnamed["name"] = ""  # this spelling's entry has no name: the other's is kept
+    _write_pins(pins, {f"https://{host}.": entry, REGISTRY: unnamed})
+    assert pins.pinned_keys(REGISTRY) == sorted([KEY, other])
+    change = pin_explicit(pins, REGISTRY, other.hex())
+    doc = change.to_json()
+    assert doc["previous_key_id"] is None  # no single previous key
+    assert sorted(doc["previous_key_ids"]) == sorted([key_id(KEY), key_id(other)])
+    assert doc["changed"] and doc["name"] == "Example Registry"
+    assert pins.entry(REGISTRY)["name"] == "Example Registry"  # type: ignore[index]
+    assert pin_explicit(pins, REGISTRY, other.hex()).to_json()["previous_key_ids"] == [
+        key_id(other)
+    ]
