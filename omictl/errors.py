@@ -224,18 +224,23 @@ class Interrupted(Aborted):
     exit_code = ExitCode.INTERRUPTED
     code = "interrupted"
 
+    #: the hint, unless the interrupted command set another (``RESUME_HINT_ATTR``)
+    RESUME_HINT = "re-run the same command: an interrupted decommission resumes from its journal"
+    #: set on the interrupt by a command whose re-run does not resume (``omictl demo``)
+    RESUME_HINT_ATTR = "omictl_resume_hint"
+
     @classmethod
     def of(cls, interrupt: KeyboardInterrupt) -> Interrupted:
         """The report of ``interrupt``: a :class:`SignalInterrupt` names its signal; a plain
         KeyboardInterrupt is Python's own Ctrl-C (SIGINT)."""
-        return cls.by(getattr(interrupt, "signal_name", "SIGINT"))
+        return cls.by(
+            getattr(interrupt, "signal_name", "SIGINT"),
+            hint=getattr(interrupt, cls.RESUME_HINT_ATTR, None),
+        )
 
     @classmethod
-    def by(cls, signal_name: str) -> Interrupted:
-        return cls(
-            f"interrupted ({signal_name})",
-            hint="re-run the same command: an interrupted decommission resumes from its journal",
-        )
+    def by(cls, signal_name: str, *, hint: str | None = None) -> Interrupted:
+        return cls(f"interrupted ({signal_name})", hint=hint or cls.RESUME_HINT)
 
 
 class SignalInterrupt(KeyboardInterrupt):

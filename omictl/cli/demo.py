@@ -92,6 +92,17 @@ def demo_command(
         else:
             out.line(result_text(result))
         out.info("\nNext: try it yourself with `omictl sandbox` in another terminal (see README).")
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: nothing to resume, the home goes
+        from omictl.errors import Interrupted
+
+        setattr(
+            exc,
+            Interrupted.RESUME_HINT_ATTR,
+            f"the demo's home is kept at {tmp}; `omictl demo` starts afresh"
+            if keep
+            else "the demo's sandbox and temporary home are gone; `omictl demo` starts afresh",
+        )
+        raise
     finally:
         if keep:
             out.info(f"kept {tmp}")

@@ -105,3 +105,31 @@ def test_a_group_without_its_command_still_answers_json_when_asked(
     assert (error["code"], error["exit_code"]) == ("usage", 2)
     assert error["message"] == "omictl keys needs a sub-command"
     assert out.err.startswith("Usage: omictl keys")
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_an_interrupted_demo_does_not_point_at_a_journal_it_removed(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    keep: bool,
+) -> None:
+    """`omictl demo` cut short by SIGTERM: exit 130, and the hint says a re-run starts
+    afresh (its home is gone, or kept with --keep), not that a journal resumes it."""
+    import os
+    import signal
+
+    import omictl.workflow.decommission as workflow
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler omictl installed raises here
+        raise AssertionError("SIGTERM did not stop the demo")
+
+    monkeypatch.setattr(workflow, "decommission", stopped)
+    code = run(["--home", str(tmp_path), "demo", *(["--keep"] if keep else [])])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "omictl: error: interrupted (SIGTERM)" in err
+    hint = next(line for line in err.splitlines() if line.startswith("hint: "))
+    assert "starts afresh" in hint and "journal" not in hint
+    assert ("is kept at" in hint) is keep
