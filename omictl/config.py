@@ -7,7 +7,6 @@ per-user folders are used.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -135,12 +134,29 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
     """
     if not path.exists():
         return {}
-    import tomllib  # lazy: most runs have no config file
+    return _profiles(_read_text(path), path)
 
+
+def _read_text(path: Path) -> str:
+    """config.toml's text ("" when there is none). Raises :class:`UsageError`."""
+    if not path.exists():
+        return ""
     raw = read_capped(path, limit=MAX_CONFIG_BYTES, error=UsageError)
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not valid TOML: {short_message(exc)}", hint="fix it or remove it"
+        ) from exc
+
+
+def _profiles(text: str, path: Path) -> dict[str, dict[str, Any]]:
+    """The profiles of config.toml's ``text`` (see :func:`load_config`)."""
+    import tomllib  # lazy: most runs have no config file
+
+    try:
+        doc = tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:
         # ValueError: TOMLDecodeError, and integers past the int-from-string digit limit;
         # RecursionError: arrays or inline tables nested deeper than the interpreter allows
         raise UsageError(
@@ -159,25 +175,57 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    # A JSON string with ensure_ascii is a valid TOML basic string.
-    return json.dumps(str(value), ensure_ascii=True)
+CONFIG_HEADER = "# omictl configuration: one [profiles.NAME] table per profile\n\n"
 
 
-def save_config(path: Path, profiles: Mapping[str, Mapping[str, Any]]) -> None:
-    """Write ``config.toml`` atomically (mode 0600)."""
-    lines = ["# omictl configuration: one [profiles.NAME] table per profile", ""]
-    for name in sorted(profiles):
-        validate_profile_name(name)
-        lines.append(f"[profiles.{name}]")
-        for key in sorted(profiles[name]):
-            lines.append(f"{key} = {_toml_value(profiles[name][key])}")
-        lines.append("")
-    atomic_write_bytes(path, "\n".join(lines).encode("utf-8"), error=UsageError, sweep_stale=True)
+def edit_config(path: Path, profile: str, key: str, value: Any | None) -> bool:
+    """Set ``key`` of ``profile`` in ``config.toml`` to ``value`` (already parsed by
+    :func:`parse_setting`), or remove it when ``value`` is None; True if the file changed.
+
+    Everything else in the file stays as the user wrote it: other profiles and tables,
+    comments, order and layout (tomlkit edits the document in place; rewriting it from
+    the parsed settings would drop all of that). The result is read back as omictl reads
+    it and must hold exactly the change asked for, else nothing is written. Written
+    atomically (mode 0600). Raises :class:`UsageError` for an unreadable or invalid file.
+    """
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    validate_profile_name(profile)
+    text = _read_text(path)
+    expected = _profiles(text, path)  # also refuses a file omictl cannot read
+    table = expected.setdefault(profile, {})
+    if value is None:
+        if key not in table:
+            return False
+        del table[key]
+    else:
+        table[key] = value
+    try:
+        doc = tomlkit.parse(text or CONFIG_HEADER)
+        profiles = doc.get("profiles")
+        if profiles is None:
+            profiles = tomlkit.table(is_super_table=True)
+            doc["profiles"] = profiles
+        if profile not in profiles:
+            profiles[profile] = tomlkit.table()
+        if value is None:
+            del profiles[profile][key]
+        else:
+            profiles[profile][key] = value
+        new_text = tomlkit.dumps(doc)
+    except (TOMLKitError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(
+            f"cannot edit {path}: {short_message(exc)}",
+            hint=f"edit it by hand: [profiles.{profile}] {key} = ...",
+        ) from exc
+    if _profiles(new_text, path) != expected:
+        raise UsageError(
+            f"cannot edit {path} without changing more than {profile}.{key}",
+            hint=f"edit it by hand: [profiles.{profile}] {key} = ...",
+        )
+    atomic_write_bytes(path, new_text.encode("utf-8"), error=UsageError, sweep_stale=True)
+    return True
 
 
 def resolve_settings(

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from omictl.config import load_config, resolve_settings, save_config
+from omictl.config import edit_config, load_config, resolve_settings
 from omictl.errors import UsageError
 
 
 def write_profile(home: Path, profile: str = "default", **values: object) -> None:
     save_config(home / "config.toml", {profile: dict(values)})
+
+
+def save_config(path: Path, profiles: dict[str, dict[str, Any]]) -> None:
+    """Write ``profiles`` the way `omictl config set` does, one setting at a time."""
+    for name, table in profiles.items():
+        for key, value in table.items():
+            edit_config(path, name, key, value)
 
 
 def test_default_layer(tmp_path: Path) -> None:
@@ -131,8 +139,54 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
-    """save_config writes TOML that load_config reads back, strings escaped, mode 0600."""
+    """edit_config writes TOML that load_config reads back, strings escaped, mode 0600."""
     profiles = {"default": {"registry": 'https://r.example/"q"', "timeout": 2.5, "concurrency": 4}}
     save_config(tmp_path / "config.toml", profiles)
     assert load_config(tmp_path / "config.toml") == profiles
     assert (tmp_path / "config.toml").stat().st_mode & 0o777 == 0o600
+
+
+def test_config_set_keeps_what_the_user_wrote(tmp_path: Path) -> None:
+    """Comments, other tables and other profiles (even one whose quoted name omictl would
+    not accept on the command line) survive a set and an unset; the file is edited, not
+    regenerated."""
+    path = tmp_path / "config.toml"
+    original = (
+        "# my settings: keep this comment\n"
+        "[tools]\n"
+        'editor = "vi"  # and this one\n'
+        "\n"
+        "[profiles.default]\n"
+        'registry = "https://r.example"  # production\n'
+        "\n"
+        '[profiles."team.shared"]\n'
+        "timeout = 5\n"
+    )
+    path.write_text(original)
+    assert edit_config(path, "default", "concurrency", 3)
+    text = path.read_text()
+    for kept in (
+        "# my settings: keep this comment",
+        'editor = "vi"  # and this one',
+        'registry = "https://r.example"  # production',
+        '[profiles."team.shared"]',
+    ):
+        assert kept in text
+    assert load_config(path) == {
+        "default": {"registry": "https://r.example", "concurrency": 3},
+        "team.shared": {"timeout": 5.0},
+    }
+    assert edit_config(path, "default", "concurrency", None)
+    assert not edit_config(path, "default", "concurrency", None)  # nothing to remove
+    assert path.read_text() == original
+    assert edit_config(path, "ci", "output", "json")  # a new profile is a new table
+    assert load_config(path)["ci"] == {"output": "json"}
+    assert "# my settings: keep this comment" in path.read_text()
+
+
+def test_config_set_refuses_a_file_it_cannot_read_and_leaves_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[profiles.default]\nregistry = \n")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        edit_config(path, "default", "timeout", 3.0)
+    assert path.read_text() == "[profiles.default]\nregistry = \n"

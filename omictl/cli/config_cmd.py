@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from omictl.cli.app import get_invocation
-from omictl.config import PROFILE_KEYS, load_config, parse_setting, save_config
+from omictl.config import PROFILE_KEYS, edit_config, parse_setting
 from omictl.errors import UsageError
 
 app = typer.Typer(
@@ -85,9 +85,7 @@ def set_command(
         from omictl.transport.http import check_url
 
         check_url(parsed, insecure=True, what="registry")
-    profiles = load_config(path)
-    profiles.setdefault(inv.settings.profile, {})[key] = parsed
-    save_config(path, profiles)
+    edit_config(path, inv.settings.profile, key, parsed)
     inv.out.result(
         {"profile": inv.settings.profile, "key": key, "value": parsed},
         f"{inv.settings.profile}.{key} = {parsed}",
@@ -102,10 +100,7 @@ def unset_command(
     _check_key(key)
     inv = get_invocation(ctx)
     path = inv.settings.paths.config_file
-    profiles = load_config(path)
-    removed = profiles.get(inv.settings.profile, {}).pop(key, None) is not None
-    if removed:
-        save_config(path, profiles)
+    removed = edit_config(path, inv.settings.profile, key, None)
     inv.out.result(
         {"profile": inv.settings.profile, "key": key, "removed": removed},
         f"{inv.settings.profile}.{key} " + ("removed" if removed else "was not set"),

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from omictl import config, fsutil
-from omictl.config import load_config, save_config
+from omictl.config import edit_config, load_config
 from omictl.core.evidence import verify_bundle
 from omictl.keystore import (
     PassphraseSource,
@@ -161,18 +161,28 @@ def archive_writer(home: Path) -> Writer:
 
 
 def config_writer(home: Path) -> Writer:
-    """config.save_config, alternating two sets of profiles."""
+    """config.edit_config (`config set`), alternating one setting between two values in a
+    file that holds other profiles too."""
     path = home / "config.toml"
-    profiles = [h.config_profiles(), {"default": {"registry": "https://other.example"}}]
-    save_config(path, profiles[0])
+    for name, table in h.config_profiles().items():
+        for key, value in table.items():
+            edit_config(path, name, key, value)
+    before = load_config(path)
+    urls = ["https://one.example", "https://other.example"]
+    edit_config(path, "default", "registry", urls[0])
 
     def save(i: int) -> None:
-        save_config(path, profiles[i % 2])
+        edit_config(path, "default", "registry", urls[i % 2])
 
     def check() -> None:
-        assert load_config(path) in profiles
+        now = load_config(path)
+        assert now["default"].pop("registry") in urls
+        assert now == {
+            **before,
+            "default": {k: v for k, v in before["default"].items() if k != "registry"},
+        }
 
-    return Writer("config.save_config", path, save, check)
+    return Writer("config.edit_config", path, save, check)
 
 
 def pin_writer(home: Path) -> Writer:
@@ -207,7 +217,7 @@ WRITER_NAMES = [
     "keys passwd",
     "keys import",
     "Archive.save_bundle",
-    "config.save_config",
+    "config.edit_config",
     "PinStore.pin",
 ]
 
@@ -396,7 +406,7 @@ def test_writes_succeed_after_kills(kill_results: dict[str, Any], name: str) -> 
 
 
 #: Writers of small, sensitive files sweep their stale temp files (fsutil sweep_stale).
-SWEPT = ["keys generate", "keys passwd", "keys import", "config.save_config", "PinStore.pin"]
+SWEPT = ["keys generate", "keys passwd", "keys import", "config.edit_config", "PinStore.pin"]
 
 
 @pytest.mark.parametrize("name", WRITER_NAMES)
