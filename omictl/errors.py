@@ -45,6 +45,14 @@ def inert_json(text: str) -> str:
     strings, where an escape means the same character: the JSON value is unchanged, the
     text always encodes as UTF-8, and printed on a terminal it cannot move the cursor,
     recolour or reorder anything. Newlines between lines (indentation) are kept."""
+    return inert_lines(text)
+
+
+def inert_lines(text: str) -> str:
+    """``text`` made :func:`inert` line by line: the newlines between its lines are kept,
+    every other character that is not printable is shown as ``\\uXXXX``. What omictl
+    writes to stdout and stderr goes through this last (defence in depth: a caller that
+    forgot :func:`inert` on a peer's word still cannot forge a line)."""
     if text.isprintable():  # the common case: one line, nothing to escape
         return text
     return "\n".join(map(inert, text.split("\n")))
@@ -225,7 +233,7 @@ class Interrupted(Aborted):
     code = "interrupted"
 
     #: the hint, unless the interrupted command set another (``RESUME_HINT_ATTR``)
-    RESUME_HINT = "re-run the same command: an interrupted decommission resumes from its journal"
+    RESUME_HINT = "re-run the same command (an interrupted decommission resumes from its journal)"
     #: set on the interrupt by a command whose re-run does not resume (``omictl demo``)
     RESUME_HINT_ATTR = "omictl_resume_hint"
 

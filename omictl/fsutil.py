@@ -73,7 +73,7 @@ def atomic_write_bytes(
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     except OSError as exc:
-        raise error(f"cannot write {path}: {exc.strerror}") from exc
+        raise _unwritable(error, path, exc) from exc
     try:
         try:
             write_all(fd, content)  # os.write, not a file object: no fstat, isatty or seek
@@ -85,9 +85,19 @@ def atomic_write_bytes(
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(exc, OSError):
-            raise error(f"cannot write {path}: {exc.strerror}") from exc
+            raise _unwritable(error, path, exc) from exc
         raise
     fsync_dir(path.parent)
+
+
+def _unwritable(error: type[OmictlError], path: Path, exc: OSError) -> OmictlError:
+    """``cannot write PATH: <reason>``, with the hint of what to do (the old file, if
+    any, is untouched)."""
+    return error(
+        f"cannot write {path}: {exc.strerror}",
+        hint=f"free space or fix the permissions of {path.parent}, then re-run; "
+        f"{path.name} is as it was before",
+    )
 
 
 def write_all(fd: int, data: bytes) -> None:

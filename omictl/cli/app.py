@@ -256,6 +256,9 @@ def run(argv: list[str] | None = None) -> int:
             print(file=sys.stderr)  # off the line a prompt or progress left open
         error = Interrupted.of(exc)
         partial = getattr(exc, "partial", None)
+        if isinstance(partial, dict) and isinstance(partial.get("error"), dict):
+            # a command may have set another hint after the result was built (omictl demo)
+            partial["error"]["hint"] = error.hint
         if partial is not None and _json_mode_for_errors and not output.document_written:
             # as for any failed decommission: its result (status ABORTED) is the document
             render_error(error, json_mode=False)

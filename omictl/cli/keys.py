@@ -93,6 +93,21 @@ def _read_input(arg: str, *, what: str) -> bytes:
     return data
 
 
+def _new_key_passphrases(
+    no_passphrase: bool, passphrase_file: Path | None
+) -> PassphraseSource | None:
+    """Where a new key's passphrase comes from; None for --no-passphrase, which a
+    --passphrase-file given too contradicts (the key would silently be stored in clear)."""
+    if not no_passphrase:
+        return PassphraseSource(passphrase_file=passphrase_file)
+    if passphrase_file is not None:
+        raise UsageError(
+            "--no-passphrase and --passphrase-file contradict each other",
+            hint="give a passphrase, or store the key unencrypted, not both",
+        )
+    return None
+
+
 def _warn_unencrypted(out: Output, name: str) -> None:
     out.warn(
         f"key {name} is stored UNENCRYPTED: anyone who can read {name}.json can sign as it. "
@@ -127,7 +142,7 @@ def generate_cmd(
 ) -> None:
     """Create a new Ed25519 key, encrypted with a passphrase."""
     inv = get_invocation(ctx)
-    passphrases = None if no_passphrase else PassphraseSource(passphrase_file=passphrase_file)
+    passphrases = _new_key_passphrases(no_passphrase, passphrase_file)
     key = generate_key(
         inv.settings.paths.keys_dir,
         name,
@@ -264,13 +279,19 @@ def import_cmd(
         else:
             text = _read_input(source, what="seed file")
         raw_seed = parse_seed_text(text, what="the seed" if source == "-" else source)
-        passphrases = None if no_passphrase else PassphraseSource(passphrase_file=passphrase_file)
+        passphrases = _new_key_passphrases(no_passphrase, passphrase_file)
         key = import_seed(
             keys_dir, name, raw_seed, kind=_kind(guardian), passphrases=passphrases, force=force
         )
         if no_passphrase:
             _warn_unencrypted(inv.out, name)
     else:
+        if source == "-" and _stdin_is_tty():  # would wait, silently, for a pasted file
+            raise UsageError(
+                "no key file given, and stdin is a terminal",
+                hint=f"pass the file: omictl keys import {name} FILE (or pipe it in: "
+                f"omictl keys import {name} - < FILE); a raw seed goes with --seed",
+            )
         key = import_key_bytes(keys_dir, name, _read_input(source, what="key file"), force=force)
         if not key.encrypted:
             _warn_unencrypted(inv.out, name)
@@ -344,6 +365,11 @@ def passwd_cmd(
 ) -> None:
     """Change a key's passphrase (atomically: the old file or the new, never a broken one)."""
     inv = get_invocation(ctx)
+    if no_passphrase and new_passphrase_file is not None:
+        raise UsageError(
+            "--no-passphrase and --new-passphrase-file contradict each other",
+            hint="give a new passphrase, or store the key unencrypted, not both",
+        )
     new = (
         None
         if no_passphrase

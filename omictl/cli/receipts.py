@@ -48,9 +48,13 @@ def list_command(
         from omictl.core.appid import parse_app_id
 
         parse_app_id(app_id)
-    rows = [_summary(p, b) for p, b in Archive(inv.settings.paths.receipts_dir).bundles(app_id)]
+    found, damaged = Archive(inv.settings.paths.receipts_dir).scan(app_id)
+    rows = [_summary(p, b) for p, b in found]
+    for path, why in damaged:  # evidence gone bad is said, not skipped
+        inv.out.warn(f"{path} is not a readable bundle: {why}")
     if inv.out.json_mode:
-        inv.out.emit_json({"receipts": rows})
+        unreadable = [{"path": str(p), "error": why} for p, why in damaged]
+        inv.out.emit_json({"receipts": rows, "unreadable": unreadable})
         return
     if not rows:
         inv.out.info(f"no receipts in {inv.settings.paths.receipts_dir}")
@@ -149,17 +153,17 @@ def verify_command(
     bundle = Archive.load(bundle_file)
     expect_master = (
         parse_hex(master_key, field="--master-key", length=32, error=UsageError)
-        if master_key
+        if master_key is not None
         else None
     )
     expect_service = (
         parse_hex(service_key, field="--service-key", length=32, error=UsageError)
-        if service_key
+        if service_key is not None
         else None
     )
     expect_registry = (
         parse_hex(registry_key, field="--registry-key", length=32, error=UsageError)
-        if registry_key
+        if registry_key is not None
         else None
     )
     try:
@@ -180,7 +184,7 @@ def verify_command(
             ("service", expect_service),
             ("registry", expect_registry),
         )
-        if key is None
+        if key is None and (role != "service" or report.provider_terminated)
     ]
     if inv.out.json_mode:
         # a bundle that brings its own keys verifies against itself: say which were
@@ -190,11 +194,17 @@ def verify_command(
     inv.out.success(f"bundle {report.bundle_id} verifies")
     for check in report.checks:
         inv.out.info(f"  ✓ {check}")
+    receipt = report.receipt_id if report.provider_terminated else "none"
     inv.out.line(
-        f"VERIFIED {report.app_id}/{report.service_id} receipt={report.receipt_id} "
+        f"VERIFIED {report.app_id}/{report.service_id} receipt={receipt} "
         f"revoked_at={when(report.revoked_at)} master={report.master_key_id} "
         f"service={report.service_key_id} registry={report.registry_key_id}"
     )
+    if not report.provider_terminated:
+        inv.out.warn(
+            "no termination receipt: the binding was revoked with --skip-provider; this "
+            "bundle does not show that the provider wiped anything"
+        )
     if unpinned:
         inv.out.info(
             f"note: the {', '.join(unpinned)} key(s) were taken from the bundle itself; "

@@ -37,6 +37,7 @@ def status_command(
 ) -> None:
     """Show an app's service bindings (or one) as the registry sees them."""
     from omictl.core.appid import parse_app_id, validate_service_id
+    from omictl.core.envelope import key_id
     from omictl.errors import inert
     from omictl.workflow.session import (
         open_session,
@@ -58,13 +59,27 @@ def status_command(
         )
     derived = registry_is_derived(settings)
     with open_session(settings, registry_url=url, insecure=insecure, derived=derived) as session:
+        # the bindings are not signed, but the registry's key is checked as for every
+        # contact (PROTOCOL.md section 3): a registry that presents another key than the
+        # pinned one is refused (exit 5) before its listing is shown as the truth
+        registry_key = session.registry.registry_key()
+        if session.registry.take_first_use_pin():
+            inv.out.warn(
+                f"first contact with {url}: pinned its key {key_id(registry_key)} (trust on "
+                "first use; compare it out of band: omictl registry show)"
+            )
         if service_id is not None:
             bindings = [session.registry.get_binding(app_id, service_id)]
         else:
             bindings = session.registry.list_services(app_id, active_only=active_only)
     if inv.out.json_mode:
         inv.out.emit_json(
-            {"app_id": app_id, "registry": url, "services": [b.to_json() for b in bindings]}
+            {
+                "app_id": app_id,
+                "registry": url,
+                "registry_key_id": key_id(registry_key),
+                "services": [b.to_json() for b in bindings],
+            }
         )
         return
     if not bindings:

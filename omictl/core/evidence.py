@@ -88,6 +88,12 @@ class BundleReport:
     registry_key_id: str
     checks: tuple[str, ...]
 
+    @property
+    def provider_terminated(self) -> bool:
+        """False for a ``--skip-provider`` bundle: revoked, but the provider was never asked
+        to wipe (no termination request, no receipt); the service key then checks nothing."""
+        return self.receipt_id is not None
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary."""
         return {
@@ -102,6 +108,7 @@ class BundleReport:
                 "registry": self.registry_key_id,
             },
             "checks": list(self.checks),
+            "provider_terminated": self.provider_terminated,
             "verified": True,
         }
 
@@ -137,7 +144,8 @@ def verify_bundle(
     """
     if not isinstance(bundle, Mapping) or bundle.get("format") != BUNDLE_FORMAT:
         raise ProtocolError("not an omictl evidence bundle (format is not 'omictl-evidence')")
-    if bundle.get("format_version") != BUNDLE_VERSION:
+    version = bundle.get("format_version")
+    if type(version) is not int or version != BUNDLE_VERSION:  # true == 1 in Python
         raise ProtocolError(f"unsupported bundle format_version {bundle.get('format_version')!r}")
     app_id = bundle.get("app_id")
     service_id = bundle.get("service_id")
@@ -180,6 +188,10 @@ def verify_bundle(
         )
         receipt_id = receipt.receipt_id
         checks.append("termination receipt signed by service key, status success")
+    else:
+        checks.append(
+            "no termination receipt: the provider was not asked to wipe (--skip-provider)"
+        )
 
     unbind = _check_request(
         bundle.get("unbind_request"), master, CONTEXT_UNBIND, app_id, service_id, "unbind request"
@@ -187,7 +199,11 @@ def verify_bundle(
     embedded = unbind.data.get("provider_receipt")
     if embedded != receipt_raw:
         raise VerificationError("unbind request does not embed the bundle's receipt")
-    checks.append("unbind request signed by master key, embeds the receipt")
+    checks.append(
+        "unbind request signed by master key, embeds the receipt"
+        if receipt_raw is not None
+        else "unbind request signed by master key, carries no receipt"
+    )
 
     record = verify_revocation_record(
         bundle.get("revocation_record"),

@@ -200,9 +200,12 @@ class PinStore:
             if not replace:
                 self._usable(url, old)  # raises: which of the two keys would it keep?
             # an explicit pin settles the conflict: one entry, one key, and the name the
-            # registry gave (this spelling's first, else any other's)
+            # registry gave with that key (else this spelling's, else any other's)
             spellings = old[_CONFLICT]
-            names = [spellings[u]["name"] for u in sorted(spellings, key=lambda u: u != url)]
+            first = sorted(
+                spellings, key=lambda u: (spellings[u]["public_key"] != public_key.hex(), u != url)
+            )
+            names = [spellings[u]["name"] for u in first]
             learnt = next((n for n in names if n), "")
             old = None
         if old is not None:

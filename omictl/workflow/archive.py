@@ -92,25 +92,33 @@ class Archive:
 
     def bundles(self, app_id: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
         """Every readable bundle (optionally of one app), oldest first."""
+        return self.scan(app_id)[0]
+
+    def scan(
+        self, app_id: str | None = None
+    ) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:
+        """Every readable bundle (optionally of one app), oldest first, and every ``.json``
+        file of the archive that cannot be read as one (path, why): evidence that went bad
+        is reported, never skipped in silence."""
         if not self.root.is_dir():
-            return []
+            return [], []
         folders = (
             [self.root / _safe(app_id)]
             if app_id
             else sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != "rejected")
         )
         found: list[tuple[Path, dict[str, Any]]] = []
+        damaged: list[tuple[Path, str]] = []
         for folder in folders:
             if not folder.is_dir():
                 continue
             for path in sorted(folder.glob("*.json")):
                 try:
-                    bundle = self.load(path)
-                except OmictlError:
-                    continue  # a stray or damaged file is not a bundle; `show` reports it
-                found.append((path, bundle))
-        found.sort(key=lambda item: (item[1].get("created_at") or 0, str(item[0])))
-        return found
+                    found.append((path, self.load(path)))
+                except OmictlError as exc:
+                    damaged.append((path, exc.message))
+        found.sort(key=lambda item: (_created_at(item[1]), str(item[0])))
+        return found, damaged
 
     @staticmethod
     def load(path: Path) -> dict[str, Any]:
@@ -127,7 +135,8 @@ class Archive:
         Raises :class:`UsageError` (exit 2) when none matches.
         """
         matches = []
-        for path, bundle in self.bundles():
+        found, damaged = self.scan()
+        for path, bundle in found:
             receipt = bundle.get("termination_receipt") or {}
             data = receipt.get("data") if isinstance(receipt, dict) else None
             rid = data.get("receipt_id") if isinstance(data, dict) else None
@@ -143,7 +152,23 @@ class Archive:
                 hint="verify or copy the bundle file itself: "
                 + " or ".join(str(p) for p, _ in matches),
             )
+        named = [(p, why) for p, why in damaged if f"--{bundle_or_receipt_id}--" in p.name]
+        if named:  # its file is there, but it cannot be read
+            path, why = named[0]
+            raise ArchiveError(
+                f"the bundle of receipt {bundle_or_receipt_id!r} cannot be read: {why}",
+                hint=f"restore {path} from a backup; the registry's revocation stands either "
+                "way (omictl status shows it)",
+            )
         raise UsageError(
             f"no receipt {bundle_or_receipt_id!r} in the archive ({self.root})",
-            hint="list them with: omictl receipts list",
+            hint="list them with: omictl receipts list"
+            + (f" ({len(damaged)} file(s) there cannot be read)" if damaged else ""),
         )
+
+
+def _created_at(bundle: dict[str, Any]) -> int:
+    """A bundle's ``created_at`` for sorting; 0 when it is not an integer (a hand-edited
+    file must not break the listing of the others)."""
+    value = bundle.get("created_at")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

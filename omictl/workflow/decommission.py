@@ -229,6 +229,7 @@ class _Run:
         self.journal = Journal(app_id=target.app_id, service_id=target.service_id)
         self.via_conflict = False  # the record came with a 409 already_revoked
         self.unconfirmed = False  # a 409 without a record: only the re-read can confirm
+        self.listed_revoked = False  # the registry listed the binding REVOKED at resolve
 
     # ------------------------------------------------------------------ events
     def emit(self, step: str, status: str, message: str, /, **data: Any) -> None:
@@ -259,32 +260,58 @@ class _Run:
         self.emit(
             step,
             "warning",
-            f"the journal could not record the end of the run ({exc.message}); harmless: "
-            "a re-run finds the binding REVOKED and sends nothing",
+            f"the journal could not record the end of the run ({exc.message}); the "
+            f"revocation stands: omictl decommission {self.t.app_id} {self.t.service_id} "
+            "finishes the journal, sending at most an unbind the registry answers as "
+            "already revoked",
         )
 
     def unrecorded(self, phase: str, exc: JournalError) -> OmictlError:
-        """The error for a journal that could not record ``phase``: what this run has done
-        so far decides which (nothing sent: exit 2; terminated or revoked: exit 8)."""
+        """The error for a journal that could not record ``phase``: what this run (and the
+        runs before it) had done decides which. Revoked, or terminated: exit 8. Nothing
+        sent by this run: exit 2 (a local folder problem), the hint saying whether an
+        earlier try or run had sent something."""
         t, j = self.t, self.journal
         folder = self.d.journals.path_for(t.app_id, t.service_id).parent
-        fix = f"free space or fix the permissions of {folder}, then re-run the same command"
+        free = f"free space or fix the permissions of {folder}"
+        fix = f"{free}, then re-run the same command"
         details: dict[str, Any] = {"cause": exc.to_json(), "unrecorded": phase}
         receipt_id = self.held_receipt_id
+        # `--all` lists ACTIVE bindings only: a revoked one is finished by naming it
+        one = (
+            f"{free}, then re-run omictl decommission {t.app_id} {t.service_id} (with the "
+            "same options; --all lists only ACTIVE bindings)"
+        )
         if j.revocation_record is not None:  # "revoked": the registry has revoked it
             return PartiallyDone(
                 f"{t.service_id} is revoked (its record verified), but the journal could not "
                 f"record it: {exc.message}",
-                hint=f"{fix}: it asks the registry for its record again and writes the "
+                hint=f"{one}: it asks the registry for its record again and writes the "
                 "evidence bundle; nothing is sent to the provider",
                 details={**details, "receipt_id": receipt_id},
             )
+        if self.listed_revoked:  # asking a REVOKED binding's registry for its record
+            return PartiallyDone(
+                f"the registry lists {t.service_id} as REVOKED, but the journal could not "
+                f"record the request for its signed record: {exc.message}",
+                hint=f"{one}: it asks the registry for the record again; nothing is sent to "
+                "the provider",
+                details={**details, "receipt_id": receipt_id},
+            )
+        earlier = j.phase == phase or self.result.resumed_from not in (None, "new")
         if j.receipt is not None:  # "receipt_held" or "unbind_sent": the provider has wiped
             reused = j.phase != "termination_sent"  # the receipt reached the log before
+            unbind = (
+                "this try of the unbind request, which was not sent (an earlier one may have "
+                "reached the registry)"
+                if j.phase == "unbind_sent"
+                else "the unbind request, so the unbind was not sent"
+                if reused
+                else "the receipt, so the unbind was not sent"
+            )
             return PartiallyDone(
                 f"the provider terminated {t.service_id} (receipt {receipt_id}), but the "
-                f"journal could not record {'the unbind request' if reused else 'the receipt'}"
-                f", so the unbind was not sent: {exc.message}",
+                f"journal could not record {unbind}: {exc.message}",
                 hint=f"{fix}: "
                 + (
                     "the held receipt is reused, no second DELETE is sent"
@@ -296,8 +323,9 @@ class _Run:
             )
         what = "the DELETE" if phase == "termination_sent" else "the unbind request"
         sent = (
-            f"this try sent nothing, but {what} of an earlier try may have arrived: {fix} to resume"
-            if j.phase == phase  # recorded before an earlier try (of this run or another)
+            f"this try sent nothing, but an earlier try or run had sent a request that may "
+            f"have arrived (the journal is at {j.phase}): {fix} to resume"
+            if earlier
             else f"nothing was sent: {fix}"
         )
         return JournalError(
@@ -582,7 +610,13 @@ class _Run:
                     note="revocation record refused: it names another receipt",
                 )
             except JournalError as unsaved:
-                hint += f"; careful: the journal could not record the refusal ({unsaved.message})"
+                # Not done: the refusal must survive for a re-run to refuse this record in
+                # a 409 too; without it, a re-run would take it for another request's.
+                hint = (
+                    f"careful: the journal could not record the refusal ({unsaved.message}), "
+                    "so a re-run would accept this record as another request's: free space "
+                    f"before re-running, and {hint}"
+                )
             raise VerificationError(
                 f"the registry's revocation record names receipt {shown(record.receipt_id)}, "
                 f"but the unbind request carried {shown(sent)}",
@@ -676,8 +710,10 @@ class _Run:
             raise PartiallyDone(
                 f"{self.t.service_id} is revoked (its record verified), but the evidence "
                 f"bundle could not be written: {exc.message}",
-                hint=f"free space or fix the permissions of {d.archive.root}, then re-run the "
-                "same command: nothing is sent again, the bundle is written from the journal",
+                hint=f"free space or fix the permissions of {d.archive.root}, then re-run "
+                f"omictl decommission {self.t.app_id} {self.t.service_id} (with the same "
+                "options; --all lists only ACTIVE bindings): nothing is sent again, the bundle "
+                "is written from the journal",
                 details={
                     "cause": exc.to_json(),
                     "receipt_id": self.held_receipt_id,
@@ -816,6 +852,7 @@ class _Run:
             # is harmless now (the registry answers already_revoked with the signed record)
             # and recovers the evidence.
             self.result.already_revoked = False
+            self.listed_revoked = True
             record = self.unbind(registry_key)
             archivable = self.record_revoked(record, registry_key)
             if j.receipt is not None:
@@ -1003,7 +1040,7 @@ def decommission(target: Target, deps: Deps) -> Result:
                 raise
             try:
                 deps.journals.flush(run.journal)  # no-op unless "done" could not be recorded
-            except JournalError as exc:  # the revocation stands and its evidence is written
+            except JournalError as exc:  # the revocation stands (checked or re-read)
                 run.journal_warning("check_revoked", exc)
             return result
     except OmictlError as exc:

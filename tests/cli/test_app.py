@@ -133,3 +133,26 @@ def test_an_interrupted_demo_does_not_point_at_a_journal_it_removed(
     hint = next(line for line in err.splitlines() if line.startswith("hint: "))
     assert "starts afresh" in hint and "journal" not in hint
     assert ("is kept at" in hint) is keep
+
+
+def test_an_interrupted_json_demo_has_the_demo_hint_in_its_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`omictl -o json demo` stopped inside the decommission: its result (ABORTED) is the
+    document, and that document's hint is the demo's too, not the journal's."""
+    import os
+    import signal
+
+    from omictl.workflow.decommission import _Run
+
+    def stopped(self: object, registry_key: bytes) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("SIGINT did not stop the demo")
+
+    monkeypatch.setattr(_Run, "unbind", stopped)
+    code = run(["--home", str(tmp_path), "-o", "json", "demo"])
+    out = capsys.readouterr()
+    assert code == 130
+    doc = json.loads(out.out)
+    assert doc["status"] == "ABORTED"
+    assert "starts afresh" in doc["error"]["hint"] and "journal" not in doc["error"]["hint"]

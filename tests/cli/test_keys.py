@@ -687,3 +687,36 @@ def test_real_process_uses_moderate_kdf(tmp_path: Path) -> None:
     assert kdf["opslimit"] == MODERATE_LIMITS.opslimit
     assert kdf["memlimit"] == MODERATE_LIMITS.memlimit
     assert PASS not in proc.stdout + proc.stderr
+
+
+def test_import_without_a_file_on_a_terminal_says_so_instead_of_waiting(cli: Cli) -> None:
+    """`keys import NAME` reads stdin: on a terminal that would wait, silently, for a
+    pasted file. It is exit 2 with the two ways to give the file."""
+    cli.monkeypatch.setattr(keys_cli, "_stdin_is_tty", lambda: True)
+    result = cli("keys", "import", "backup")
+    assert_clean_error(result, 2)
+    assert "stdin is a terminal" in result.err and "- < FILE" in result.err
+    assert not (cli.keys_dir / "backup.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["keys", "generate", "fresh", "--no-passphrase", "--passphrase-file", "PW"],
+        ["keys", "import", "fresh", "--seed", "--no-passphrase", "--passphrase-file", "PW", "-"],
+        ["keys", "passwd", "master", "--no-passphrase", "--new-passphrase-file", "PW"],
+    ],
+)
+def test_no_passphrase_with_a_passphrase_file_is_a_contradiction(
+    cli: Cli, tmp_path: Path, args: list[str]
+) -> None:
+    """A passphrase file given with --no-passphrase is not silently ignored (the key would
+    be stored in clear): exit 2, and no key file written or changed."""
+    cli.add_seed()
+    before = cli.snapshot()
+    pw = tmp_path / "pw"
+    pw.write_text("a new passphrase\n")
+    result = cli(*[str(pw) if a == "PW" else a for a in args], stdin=SEED.hex().encode())
+    assert_clean_error(result, 2)
+    assert "contradict" in result.err
+    assert cli.snapshot() == before

@@ -374,3 +374,150 @@ def test_verify_with_wrong_service_key_fails(e2e: E2E, tmp_path: Path) -> None:
     assert e2e.cli("receipts", "verify", doc["bundle"], "--service-key", good).code == 0
     bad = Signer(secrets.token_bytes(32)).public_key.hex()
     assert e2e.cli("receipts", "verify", doc["bundle"], "--service-key", bad).code == 5
+
+
+def test_status_pins_the_registry_key_and_refuses_a_changed_one(e2e: E2E) -> None:
+    """status checks the registry's key like every contact (docs/workflow.md): the first
+    contact pins it (with a warning), a registry presenting another key is exit 5."""
+    first = e2e.cli("-o", "json", "status", e2e.app_id)
+    assert first.code == 0, first.err
+    assert "first contact" in first.err and "pinned its key" in first.err
+    pinned = e2e.cli("-o", "json", "registry", "show").json()
+    assert first.json()["registry_key_id"] == pinned["key_id"]
+    assert "first contact" not in e2e.cli("status", e2e.app_id).err  # once
+    other = Signer(secrets.token_bytes(32)).public_key.hex()
+    e2e.cli("registry", "pin", e2e.sandbox.registry_url, "--public-key", other)
+    refused = e2e.cli("status", e2e.app_id)
+    assert refused.code == 5 and "may be impersonated" in refused.err
+    assert refused.out == ""  # the impostor's listing is not shown
+
+
+def test_receipts_verify_refuses_an_empty_expected_key(e2e: E2E, tmp_path: Path) -> None:
+    """`--master-key "$UNSET"` must not verify against the bundle's own keys (exit 2)."""
+    sid = e2e.sandbox.service_ids[0]
+    bundle = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes").json()["bundle"]
+    for option in ("--master-key", "--service-key", "--registry-key"):
+        res = e2e.cli("receipts", "verify", bundle, option, "")
+        assert res.code == 2, (option, res.err)
+        assert option in res.err
+
+
+def test_a_skip_provider_bundle_does_not_claim_a_wipe(e2e: E2E) -> None:
+    """receipts verify on a --skip-provider bundle: verified (the revocation), but it says
+    no receipt shows a wipe, and the service key it never used is not "taken from it"."""
+    sid = e2e.sandbox.service_ids[0]
+    doc = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes", "--skip-provider")
+    bundle = doc.json()["bundle"]
+    res = e2e.cli("-o", "json", "receipts", "verify", bundle)
+    assert res.code == 0
+    report = res.json()
+    assert report["provider_terminated"] is False
+    assert report["keys_from_bundle"] == ["master", "registry"]
+    assert any("not asked to wipe" in check for check in report["checks"])
+    text = e2e.cli("receipts", "verify", bundle)
+    assert "receipt=none" in text.out
+    assert "does not show that the provider wiped anything" in text.err
+
+
+def test_a_damaged_or_odd_bundle_is_reported_not_hidden(e2e: E2E) -> None:
+    """One bundle cut short and one with a string created_at: list still lists the good
+    one, names the damaged file (stderr, and "unreadable" in JSON), and show of the damaged
+    receipt says its file cannot be read instead of "no receipt"."""
+    first, second, third = e2e.sandbox.service_ids
+    docs = [
+        e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes").json()
+        for sid in (first, second, third)
+    ]
+    odd = Path(docs[1]["bundle"])
+    odd.write_text(json.dumps({**json.loads(odd.read_text()), "created_at": "2026-01-01"}))
+    damaged = Path(docs[0]["bundle"])
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    listed = e2e.cli("-o", "json", "receipts", "list")
+    assert listed.code == 0, listed.err
+    assert [r["receipt_id"] for r in listed.json()["receipts"]] == [
+        docs[1]["receipt_id"],  # created_at unknown: first
+        docs[2]["receipt_id"],
+    ]
+    assert listed.json()["unreadable"][0]["path"] == str(damaged)
+    assert str(damaged) in listed.err
+    shown = e2e.cli("receipts", "show", docs[0]["receipt_id"])
+    assert shown.code == 2
+    assert "cannot be read" in shown.err and str(damaged) in shown.err
+
+
+def test_peer_words_in_receipts_output_cannot_drive_the_terminal(e2e: E2E, tmp_path: Path) -> None:
+    """A bundle that verifies (it brings its own keys) with escape sequences in its ids:
+    nothing on stdout or stderr carries an ESC byte."""
+    from omictl.core.envelope import sign_envelope
+    from omictl.core.evidence import build_bundle
+
+    master, service, registry = (Signer(secrets.token_bytes(32)) for _ in range(3))
+    app, sid, rid = e2e.app_id, "cms-article-1", "RCPT-\x1b[2J\x1b]8;;http://x\x07ALL CLEAR"
+    stamp = 1_790_000_000
+    term = sign_envelope(
+        {
+            "app_id": app,
+            "service_id": sid,
+            "context": "permanent_termination",
+            "timestamp": stamp,
+            "nonce": "n" * 32,
+            "data_handling": "wipe",
+        },
+        master,
+    ).to_json()
+    receipt = sign_envelope(
+        {
+            "app_id": app,
+            "service_id": sid,
+            "status": "success",
+            "receipt_id": rid,
+            "message": "ok",
+            "data_handling": "wipe",
+        },
+        service,
+    ).to_json()
+    unbind = sign_envelope(
+        {
+            "app_id": app,
+            "service_id": sid,
+            "context": "decommission",
+            "timestamp": stamp,
+            "nonce": "m" * 32,
+            "provider_receipt": receipt,
+        },
+        master,
+    ).to_json()
+    record = sign_envelope(
+        {
+            "app_id": app,
+            "service_id": sid,
+            "status": "REVOKED",
+            "revoked_at": stamp,
+            "context": "revocation_record",
+            "receipt_id": rid,
+            "propagation": [],
+        },
+        registry,
+    ).to_json()
+    bundle = build_bundle(
+        app_id=app,
+        service_id=sid,
+        created_at=stamp,
+        registry_url="http://127.0.0.1:1",
+        master_public_key=master.public_key,
+        service_public_key=service.public_key,
+        registry_public_key=registry.public_key,
+        termination_request=term,
+        receipt=receipt,
+        unbind_request=unbind,
+        revocation_record=record,
+    )
+    path = e2e.home / "receipts" / app / "hostile.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(bundle))
+    for args in (("receipts", "verify", str(path)), ("receipts", "list")):
+        res = e2e.cli(*args)
+        assert res.code == 0, res.err
+        assert "\x1b" not in res.out and "\x07" not in res.out, args
+        assert "\x1b" not in res.err and "\x07" not in res.err, args
+        assert "\\u001b" in res.out

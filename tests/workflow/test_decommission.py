@@ -937,7 +937,7 @@ def test_a_full_disk_at_the_last_record_is_a_warning_of_a_finished_run(
     assert result.status == "REVOKED" and result.bundle is not None
     warnings = [s for s in result.steps if s["status"] == "warning"]
     assert [w["step"] for w in warnings] == ["archive", "check_revoked"]
-    assert all("harmless" in w["message"] for w in warnings)
+    assert all("the revocation stands" in w["message"] for w in warnings)
     sent = (len(world.deletes), len(world.unbinds))
     again = decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
     assert again.status == "REVOKED" and again.already_revoked
@@ -965,3 +965,47 @@ def test_a_rejected_receipt_on_a_full_disk_is_still_a_verification_failure(
     hint = info.value.hint or ""
     assert "could not be kept" in hint and "journal could not record it" in hint
     assert len(world.unbinds) == 0
+
+
+def test_a_full_disk_never_claims_nothing_was_sent_after_an_earlier_send(
+    world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run 1's DELETE reached the provider (its receipt was refused); run 2 cannot record
+    its own DELETE: the hint says an earlier request may have arrived, not "nothing was
+    sent"."""
+    from omictl.workflow.journal import JournalError
+
+    world.provider_mode = "forged"
+    with pytest.raises(VerificationError):
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path))
+    world.provider_mode = "ok"
+    store = _full_disk_at(monkeypatch, "termination_sent")(tmp_path / "state")
+    with pytest.raises(JournalError) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, journals=store))
+    hint = info.value.hint or ""
+    assert "nothing was sent" not in hint and "earlier try or run" in hint
+
+
+def test_a_full_disk_while_asking_a_revoked_binding_for_its_record_is_partial(
+    world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run 1's unbind landed but its answer was lost; run 2 finds the binding REVOKED and
+    cannot record asking again: PARTIAL (exit 8) that says the registry lists it REVOKED
+    and names the one-service command (--all would not list it)."""
+    from omictl.errors import RemoteUnavailable
+
+    class LostAnswer(FakeRegistry):
+        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+            super().unbind(app_id, service_id, sign=sign)
+            raise RemoteUnavailable("connection reset after the request (fake)")
+
+    with pytest.raises(PartiallyDone):
+        decommission(
+            Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=LostAnswer(world))
+        )
+    assert world.status[SERVICE] == "REVOKED"
+    store = _full_disk_at(monkeypatch, "unbind_sent")(tmp_path / "state")
+    with pytest.raises(PartiallyDone) as info:
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, journals=store))
+    assert "lists" in info.value.message and "REVOKED" in info.value.message
+    assert f"omictl decommission {APP_ID} {SERVICE}" in (info.value.hint or "")
