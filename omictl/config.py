@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from omictl.errors import UsageError, short_message
-from omictl.fsutil import atomic_write_bytes, read_capped
+from omictl.fsutil import atomic_write_bytes, read_capped, updating
 
 APP_NAME = "omictl"
 DEFAULT_PROFILE = "default"
@@ -87,6 +87,12 @@ class Settings:
         return replace(self, sources=sources, **given)
 
 
+#: The range of ``timeout``: below a tenth of a second no registry or provider answers (a
+#: typo such as ``1e-9`` would fail every request as a timeout, exit 6, not as a usage error).
+MIN_TIMEOUT = 0.1
+MAX_TIMEOUT = 600
+
+
 def validate_profile_name(name: str) -> str:
     """Profile names are 1-64 of ``[A-Za-z0-9_-]``."""
     if not _PROFILE_RE.fullmatch(name):
@@ -111,8 +117,10 @@ def parse_setting(key: str, value: object, *, source: str) -> Any:
             timeout = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError) as exc:  # Overflow: a huge TOML integer
             raise UsageError(f"timeout (from {source}) must be a number of seconds") from exc
-        if not 0 < timeout <= 600:
-            raise UsageError(f"timeout (from {source}) must be between 0 and 600 seconds")
+        if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:  # NaN fails both
+            raise UsageError(
+                f"timeout (from {source}) must be between {MIN_TIMEOUT} and {MAX_TIMEOUT} seconds"
+            )
         return timeout
     if key == "concurrency":
         try:
@@ -188,10 +196,17 @@ def edit_config(path: Path, profile: str, key: str, value: Any | None) -> bool:
     it and must hold exactly the change asked for, else nothing is written. Written
     atomically (mode 0600). Raises :class:`UsageError` for an unreadable or invalid file.
     """
-    import tomlkit
+    validate_profile_name(profile)
+    if path.is_symlink():  # a dotfile manager's link: edit the file it points to
+        path = path.resolve()
+    with updating(path, error=UsageError):  # two `config set` at once lose nothing
+        return _edit_locked(path, profile, key, value)
+
+
+def _edit_locked(path: Path, profile: str, key: str, value: Any | None) -> bool:
+    import tomlkit  # lazy: only `config set` and `config unset` edit the file
     from tomlkit.exceptions import TOMLKitError
 
-    validate_profile_name(profile)
     text = _read_text(path)
     expected = _profiles(text, path)  # also refuses a file omictl cannot read
     table = expected.setdefault(profile, {})
@@ -214,6 +229,11 @@ def edit_config(path: Path, profile: str, key: str, value: Any | None) -> bool:
         else:
             profiles[profile][key] = value
         new_text = tomlkit.dumps(doc)
+        if profile not in _profiles(new_text, path):
+            # a profile written with dotted keys (profiles.ci.key = ...) is not written at
+            # all once its last key goes: keep it, as an empty table (`--profile ci` works)
+            profiles[profile] = tomlkit.table()
+            new_text = tomlkit.dumps(doc)
     except (TOMLKitError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(
             f"cannot edit {path}: {short_message(exc)}",

@@ -9,6 +9,7 @@ exceptions with ``raise ... from exc``); the CLI catches them in exactly one pla
 from __future__ import annotations
 
 import json
+import re
 from enum import IntEnum
 from typing import Any
 
@@ -50,12 +51,28 @@ def inert_json(text: str) -> str:
 
 def inert_lines(text: str) -> str:
     """``text`` made :func:`inert` line by line: the newlines between its lines are kept,
-    every other character that is not printable is shown as ``\\uXXXX``. What omictl
-    writes to stdout and stderr goes through this last (defence in depth: a caller that
-    forgot :func:`inert` on a peer's word still cannot forge a line)."""
+    every other character that is not printable is shown as ``\\uXXXX``."""
     if text.isprintable():  # the common case: one line, nothing to escape
         return text
     return "\n".join(map(inert, text.split("\n")))
+
+
+#: C0 controls but tab and newline, DEL, and C1 controls: what drives a terminal (ESC and
+#: CSI sequences, OSC hyperlinks and titles, BEL, the 8-bit CSI ``\x9b``).
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every terminal control character (:data:`_TERMINAL_CONTROLS`) shown
+    as ``\\uXXXX``; tabs, newlines and every printable or format character stay as they
+    are. The last step of everything omictl prints (defence in depth: a caller that forgot
+    :func:`inert` on a peer's word still cannot move the cursor, recolour, retitle or
+    hyperlink), mild enough for data such as ``config get`` to come out unchanged. Peers'
+    words still go through :func:`inert` first, which also escapes newlines and bidi
+    overrides: only that stops a peer's value from starting a line of its own."""
+    if text.isprintable():  # the common case
+        return text
+    return _TERMINAL_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _escape_unprintable(text: str) -> str:

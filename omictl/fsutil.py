@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,44 @@ def atomic_write_bytes(
 
 
 def _unwritable(error: type[OmictlError], path: Path, exc: OSError) -> OmictlError:
-    """``cannot write PATH: <reason>``, with the hint of what to do (the old file, if
-    any, is untouched)."""
+    """``cannot write PATH: <reason>``, with a hint that fits the reason; whatever was at
+    ``path`` before is untouched (the write goes to a temporary file first)."""
+    import errno
+
+    folder = path.parent
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"free space in {folder}"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = f"fix the permissions of {folder} (or choose another place)"
+    elif exc.errno == errno.EISDIR:
+        what = f"{path} is a folder: give a file name"
+    else:
+        what = f"check {folder}"
     return error(
         f"cannot write {path}: {exc.strerror}",
-        hint=f"free space or fix the permissions of {path.parent}, then re-run; "
-        f"{path.name} is as it was before",
+        hint=f"{what}, then re-run; nothing at {path.name} was replaced",
     )
+
+
+@contextlib.contextmanager
+def updating(path: Path, *, error: type[OmictlError] = OmictlError) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<path>.lock`` (created 0600 beside ``path``) for a
+    read-modify-write of ``path``: across processes (and across threads, each ``open``
+    being a lock of its own), none of two writers at once loses the other's change.
+    Raises ``error`` if the lock file cannot be opened."""
+    import fcntl
+
+    ensure_private_dir(path.parent, error=error)
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise error(f"cannot open {lock_path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omictl.core.envelope import key_id, parse_json
-from omictl.errors import KeystoreError, OmictlError, UsageError
+from omictl.errors import KeystoreError, OmictlError, UsageError, short_message
 from omictl.fsutil import (
     atomic_write_bytes,
     atomic_write_json,
@@ -505,8 +505,9 @@ def parse_key_bytes(raw: bytes, *, source: str, path: Path | None = None) -> Key
     try:
         doc = parse_json(raw, what=source, error=KeystoreError)
     except KeystoreError as exc:
+        why = short_message(exc.__cause__, 120) if exc.__cause__ is not None else "not JSON"
         raise KeystoreError(
-            f"{source} is not a valid key file: it is not JSON (truncated or damaged?)",
+            f"{source} is not a valid key file: not JSON ({why}; truncated or damaged?)",
             hint="restore it from a backup (omictl keys import NAME BACKUP.json)",
             code="corrupt_key_file",
         ) from exc
@@ -779,7 +780,9 @@ def write_output_file(
     if not force and (path.exists() or path.is_symlink()):
         raise UsageError(f"{path} already exists", hint="choose another file or pass --force")
     if path.parent != Path() and not path.parent.is_dir():
-        raise UsageError(f"folder {path.parent} does not exist")
+        raise UsageError(
+            f"folder {path.parent} does not exist", hint="create it first, or choose another file"
+        )
     atomic_write_bytes(path, content, mode=mode, error=KeystoreError)
 
 

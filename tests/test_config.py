@@ -190,3 +190,50 @@ def test_config_set_refuses_a_file_it_cannot_read_and_leaves_it(tmp_path: Path) 
     with pytest.raises(UsageError, match="not valid TOML"):
         edit_config(path, "default", "timeout", 3.0)
     assert path.read_text() == "[profiles.default]\nregistry = \n"
+
+
+@pytest.mark.parametrize(
+    "original",
+    ['profiles.ci.key = "k"\n', '[profiles]\nci.key = "k"\n', '[profiles.ci]\nkey = "k"\n'],
+)
+def test_unsetting_a_profiles_last_key_keeps_the_profile(tmp_path: Path, original: str) -> None:
+    """However the profile was written (dotted keys too), unsetting its last key leaves it
+    there, empty: `--profile ci` still names a profile."""
+    path = tmp_path / "config.toml"
+    path.write_text(original)
+    assert edit_config(path, "ci", "key", None)
+    assert load_config(path) == {"ci": {}}
+
+
+def test_a_symlinked_config_is_edited_where_it_points(tmp_path: Path) -> None:
+    """A dotfile manager's link stays a link; the file it points to gets the change."""
+    real = tmp_path / "dotfiles" / "omictl.toml"
+    real.parent.mkdir()
+    real.write_text("# mine\n[profiles.default]\ntimeout = 3\n")
+    link = tmp_path / "home" / "config.toml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    assert edit_config(link, "default", "concurrency", 5)
+    assert link.is_symlink()
+    assert "# mine" in real.read_text()
+    assert load_config(link) == {"default": {"timeout": 3.0, "concurrency": 5}}
+
+
+def test_concurrent_config_sets_lose_nothing(tmp_path: Path) -> None:
+    """Two writers at once (two `config set` in a CI script's background jobs): each
+    read-modify-write holds the lock, so every setting lands."""
+    import threading
+
+    path = tmp_path / "config.toml"
+    keys = [f"p{i}" for i in range(8)]
+
+    def writer(profile: str) -> None:
+        for n in range(1, 6):
+            edit_config(path, profile, "concurrency", n)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert load_config(path) == {k: {"concurrency": 5} for k in keys}

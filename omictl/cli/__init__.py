@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -35,7 +36,7 @@ def plug_closed_std_streams() -> None:
 def main() -> None:
     """Entry point. ``omictl --version`` is answered before Typer is even imported."""
     plug_closed_std_streams()
-    if sys.argv[1:] == ["--version"]:
+    if sys.argv[1:] == ["--version"] and os.environ.get("OMICTL_OUTPUT") != "json":
         from omictl import __version__
 
         print(f"omictl {__version__}")

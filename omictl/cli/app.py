@@ -59,7 +59,10 @@ def get_invocation(ctx: typer.Context) -> Invocation:
 
 def _version(value: bool) -> None:
     if value:
-        print(f"omictl {__version__}")
+        if _json_mode_for_errors:  # -o json (flag or OMICTL_OUTPUT): one JSON document
+            output.write_json({"version": __version__}, sys.stdout)
+        else:
+            print(f"omictl {__version__}")
         raise typer.Exit(0)
 
 
@@ -269,6 +272,15 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the boundary: a bug, not an expected failure
         if _debug:
             traceback.print_exc()
+        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+            # a path the user gave that the system refuses before omictl's own checks can
+            # (a name too long for the filesystem, a file where a folder should be)
+            usage = UsageError(
+                f"cannot use {exc.filename}: {exc.strerror}",
+                hint="check the path given with --home, --out or the command's arguments",
+            )
+            render_error(usage, json_mode=_json_mode_for_errors)
+            return int(usage.exit_code)
         render_error(
             OmictlError(
                 f"internal error: {type(exc).__name__}",

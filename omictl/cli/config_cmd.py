@@ -85,6 +85,13 @@ def set_command(
         from omictl.transport.http import check_url
 
         check_url(parsed, insecure=True, what="registry")
+        try:  # stored as asked, but said now rather than at every later run
+            check_url(parsed, what="registry")
+        except UsageError:
+            inv.out.warn(
+                f"{parsed} is plain http:// to a host that is not loopback: every command "
+                "that uses it will need --insecure (signed requests sent unencrypted)"
+            )
     edit_config(path, inv.settings.profile, key, parsed)
     inv.out.result(
         {"profile": inv.settings.profile, "key": key, "value": parsed},

@@ -28,9 +28,9 @@ termination receipt; the App Registry verifies it and revokes the binding.
 
 Steps: resolve the binding and check your key is the app's master key; confirm (type the
 service id, or --yes); sign and send the DELETE; verify the receipt; sign and send the
-unbind with the receipt; verify the registry's signed record; re-read the binding;
-archive the evidence bundle. An interrupted run, re-run with the same arguments, resumes
-without a second DELETE.
+unbind with the receipt; verify the registry's signed record; archive the evidence
+bundle; re-read the binding. An interrupted run, re-run with the same arguments, resumes
+from its journal: no second DELETE once a receipt is held.
 
 Examples:
 
@@ -41,8 +41,9 @@ Examples:
   omictl decommission --from plan.json --yes
 
 Exit codes: 0 done (or already revoked), 2 usage, 3 key, 4 rejected by a remote,
-5 verification failed, 6 remote unavailable, 7 declined, 8 provider done but registry
-not yet (re-run to resume).
+5 verification failed, 6 remote unavailable, 7 declined, 8 partly done (re-run to
+resume), 130 interrupted (re-run to resume), 1 a bug. A batch exits with its worst result.
+Settings: --timeout / OMICTL_TIMEOUT, --concurrency / OMICTL_CONCURRENCY, or a profile.
 """
 
 
@@ -384,6 +385,7 @@ def _run_many(
                 return sessions[url]
 
         listed: dict[tuple[str, str], Binding] = {}
+        will = "would be" if dry_run else "will be"
         if targets is None:
             assert app_id is not None
             bindings = session_for(app_id).registry.list_services(app_id, active_only=True)
@@ -394,12 +396,19 @@ def _run_many(
                 if b.status == "ACTIVE"
             ]
             if targets:
-                out.info(f"{len(targets)} ACTIVE binding(s) of {app_id} will be decommissioned:")
+                out.info(f"{len(targets)} ACTIVE binding(s) of {app_id} {will} decommissioned:")
         else:
-            out.info(f"plan: {len(targets)} service(s) will be decommissioned:")
+            out.info(f"plan: {len(targets)} service(s) {will} decommissioned:")
         for t in targets:
             extra = " (skip provider)" if t.skip_provider else ""
             out.info(f"  {t.app_id}/{t.service_id}  {t.data_handling}{extra}")
+        skipping = sum(t.skip_provider for t in targets)
+        if skipping:  # as loud as for one service: these tenants are not wiped
+            out.warn(
+                f"{skipping} service(s) marked skip provider: the registry will revoke them "
+                "WITHOUT a provider receipt; their providers are not asked to wipe the "
+                "tenant or stop billing"
+            )
         if not targets:
             out.info(f"{app_id} has no ACTIVE bindings: nothing to decommission")
             if out.json_mode:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from omictl.cli.output import Output, write_data
-from omictl.errors import Aborted, KeystoreError, UsageError
+from omictl.errors import Aborted, KeystoreError, OmictlError, UsageError
 from omictl.keystore import (
     KIND_GUARDIAN,
     KIND_MASTER,
@@ -127,6 +127,14 @@ def _info_text(key: KeyFile) -> str:
     return "\n".join(f"{label + ':':<12} {value}" for label, value in rows)
 
 
+def _replaced_key_id(keys_dir: Path, name: str) -> str | None:
+    """The key id of the key ``--force`` is about to replace, if one is readable."""
+    try:
+        return load_key(keys_dir, name).key_id
+    except OmictlError:
+        return None  # none, or unreadable: generate reports what it must
+
+
 def _kind(guardian: bool) -> str:
     return KIND_GUARDIAN if guardian else KIND_MASTER
 
@@ -143,6 +151,7 @@ def generate_cmd(
     """Create a new Ed25519 key, encrypted with a passphrase."""
     inv = get_invocation(ctx)
     passphrases = _new_key_passphrases(no_passphrase, passphrase_file)
+    replaced = _replaced_key_id(inv.settings.paths.keys_dir, name) if force else None
     key = generate_key(
         inv.settings.paths.keys_dir,
         name,
@@ -152,6 +161,11 @@ def generate_cmd(
     )
     if no_passphrase:
         _warn_unencrypted(inv.out, name)
+    if replaced is not None:
+        inv.out.warn(
+            f"replaced key {name} (key id {replaced}): that private key is gone unless a "
+            "backup holds it (omictl keys import)"
+        )
     inv.out.success(f"created {key.kind} key {name} (key id {key.key_id})")
     inv.out.result(key.info(), _info_text(key))
 
@@ -250,8 +264,13 @@ def import_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Name to store the key under.")],
     source: Annotated[
-        str, typer.Argument(help="An omictl key file, or - for stdin.", metavar="[FILE|-]")
-    ] = "-",
+        str | None,
+        typer.Argument(
+            help="An omictl key file, or - for stdin (with --seed, a hidden prompt by default).",
+            metavar="[FILE|-]",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[
         bool,
         typer.Option("--seed", help="The input is a raw 32-byte seed (hex or base64)."),
@@ -272,27 +291,31 @@ def import_cmd(
             hint="an imported key file keeps its kind and encryption",
         )
     if seed:
-        if source == "-" and _stdin_is_tty():
+        passphrases = _new_key_passphrases(no_passphrase, passphrase_file)  # before reading
+        if source in (None, "-") and _stdin_is_tty():
             import getpass
 
             text: str | bytes = getpass.getpass("seed (hex or base64, hidden): ")
         else:
-            text = _read_input(source, what="seed file")
-        raw_seed = parse_seed_text(text, what="the seed" if source == "-" else source)
-        passphrases = _new_key_passphrases(no_passphrase, passphrase_file)
+            text = _read_input(source or "-", what="seed file")
+        raw_seed = parse_seed_text(text, what="the seed" if source in (None, "-") else source)
         key = import_seed(
             keys_dir, name, raw_seed, kind=_kind(guardian), passphrases=passphrases, force=force
         )
         if no_passphrase:
             _warn_unencrypted(inv.out, name)
     else:
-        if source == "-" and _stdin_is_tty():  # would wait, silently, for a pasted file
+        if source is None and _stdin_is_tty():  # would wait, silently, for a pasted file
             raise UsageError(
                 "no key file given, and stdin is a terminal",
-                hint=f"pass the file: omictl keys import {name} FILE (or pipe it in: "
-                f"omictl keys import {name} - < FILE); a raw seed goes with --seed",
+                hint=f"pass the file: omictl keys import {name} FILE (or - to paste it, or "
+                f"pipe it in: omictl keys import {name} - < FILE); a raw seed goes with --seed",
             )
-        key = import_key_bytes(keys_dir, name, _read_input(source, what="key file"), force=force)
+        if source == "-" and _stdin_is_tty():
+            inv.out.info("paste the key file, then Ctrl-D on a line of its own")
+        key = import_key_bytes(
+            keys_dir, name, _read_input(source or "-", what="key file"), force=force
+        )
         if not key.encrypted:
             _warn_unencrypted(inv.out, name)
         weak = weak_kdf(key)
@@ -414,6 +437,24 @@ def sign_cmd(
     if not context:
         raise UsageError("--context must not be empty")
     data = prepare_data(data, context=context)
+    # the payload's own nonce and timestamp follow PROTOCOL.md section 1 too, and it must
+    # canonicalize: both checked before the key is unlocked (a KDF second for nothing)
+    from omictl.core.envelope import canonical_bytes
+    from omictl.core.messages import validate_nonce
+
+    try:
+        validate_nonce(data["nonce"], error=UsageError)
+    except UsageError as exc:
+        raise UsageError(
+            f"the payload's {exc.message}", hint="leave it out: omictl makes a fresh one"
+        ) from None
+    stamp = data["timestamp"]
+    if not isinstance(stamp, int) or isinstance(stamp, bool):
+        raise UsageError(
+            "the payload's timestamp must be integer Unix seconds",
+            hint="leave it out: omictl sets the current time",
+        )
+    canonical_bytes(data)
     signer = load_signer(
         key_ref,
         keys_dir=inv.settings.paths.keys_dir,

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
-from omictl.errors import OmictlError, inert, inert_lines, json_text
+from omictl.errors import OmictlError, inert, json_text, terminal_safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -63,7 +63,7 @@ class Output:
 
     def line(self, text: str = "") -> None:
         """Print a plain data line on stdout: no markup, no highlighting, no wrapping."""
-        write_data(inert_lines(text) + "\n", sys.stdout)
+        write_data(terminal_safe(text) + "\n", sys.stdout)
 
     def result(self, payload: Any, text: str) -> None:
         """JSON payload with ``-o json``, else ``text`` on stdout."""
@@ -80,7 +80,7 @@ class Output:
                 self.err.print(text, markup=True, highlight=False)
             else:
                 # one write, also when stderr is unbuffered
-                sys.stderr.write(inert_lines(text) + "\n")
+                sys.stderr.write(terminal_safe(text) + "\n")
                 sys.stderr.flush()
         except BrokenPipeError:
             to_devnull(sys.stderr)

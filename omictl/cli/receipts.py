@@ -9,7 +9,7 @@ import typer
 
 from omictl.cli.app import get_invocation
 from omictl.cli.render import when
-from omictl.errors import UsageError, json_text
+from omictl.errors import UsageError, inert, json_text
 
 app = typer.Typer(
     help="The local archive of termination receipts and revocation records (evidence "
@@ -50,8 +50,8 @@ def list_command(
         parse_app_id(app_id)
     found, damaged = Archive(inv.settings.paths.receipts_dir).scan(app_id)
     rows = [_summary(p, b) for p, b in found]
-    for path, why in damaged:  # evidence gone bad is said, not skipped
-        inv.out.warn(f"{path} is not a readable bundle: {why}")
+    for _, why in damaged:  # evidence gone bad is said, not skipped (`why` names the file)
+        inv.out.warn(f"skipped: {why}")
     if inv.out.json_mode:
         unreadable = [{"path": str(p), "error": why} for p, why in damaged]
         inv.out.emit_json({"receipts": rows, "unreadable": unreadable})
@@ -60,9 +60,9 @@ def list_command(
         inv.out.info(f"no receipts in {inv.settings.paths.receipts_dir}")
         return
     for row in rows:
-        inv.out.line(
-            f"{row['bundle_id']}  {row['app_id']}/{row['service_id']}  "
-            f"revoked_at={when(row['revoked_at'])}"
+        inv.out.line(  # the bundle's words (a provider chose the receipt id): inert
+            inert(f"{row['bundle_id']}  {row['app_id']}/{row['service_id']}")
+            + f"  revoked_at={when(row['revoked_at'])}"
         )
 
 
@@ -100,8 +100,12 @@ def export_command(
 
     inv = get_invocation(ctx)
     _, bundle = Archive(inv.settings.paths.receipts_dir).find(receipt_id)
-    if out.exists() and not force:
+    if (out.exists() or out.is_symlink()) and not force:
         raise UsageError(f"{out} exists", hint="pass --force to overwrite it")
+    if out.parent != Path() and not out.parent.is_dir():  # as keys export: no folder is made
+        raise UsageError(
+            f"folder {out.parent} does not exist", hint="create it first, or choose another file"
+        )
     atomic_write_json(out, bundle, mode=0o644, error=UsageError)
     inv.out.result({"path": str(out), "bundle_id": bundle.get("bundle_id")}, str(out))
 
@@ -150,6 +154,17 @@ def verify_command(
     from omictl.workflow.archive import Archive
 
     inv = get_invocation(ctx)
+    for option, value in (
+        ("--master-key", master_key),
+        ("--service-key", service_key),
+        ("--registry-key", registry_key),
+    ):
+        if value is not None and not value.strip():  # "$UNSET": never "not given"
+            raise UsageError(
+                f"{option} is empty",
+                hint="pass the public key you trust (64 hex characters), or leave the option "
+                "out to take the bundle's own",
+            )
     bundle = Archive.load(bundle_file)
     expect_master = (
         parse_hex(master_key, field="--master-key", length=32, error=UsageError)
@@ -191,12 +206,13 @@ def verify_command(
         # taken from it, so a script can tell "verified" from "verified under keys I trust"
         inv.out.emit_json({**report.to_json(), "keys_from_bundle": unpinned})
         return
-    inv.out.success(f"bundle {report.bundle_id} verifies")
+    inv.out.success(f"bundle {inert(report.bundle_id)} verifies")
     for check in report.checks:
         inv.out.info(f"  ✓ {check}")
-    receipt = report.receipt_id if report.provider_terminated else "none"
+    # the bundle's words (a provider chose the receipt id): inert, so none starts a line
+    receipt = inert(str(report.receipt_id)) if report.provider_terminated else "(none)"
     inv.out.line(
-        f"VERIFIED {report.app_id}/{report.service_id} receipt={receipt} "
+        f"VERIFIED {inert(report.app_id)}/{inert(report.service_id)} receipt={receipt} "
         f"revoked_at={when(report.revoked_at)} master={report.master_key_id} "
         f"service={report.service_key_id} registry={report.registry_key_id}"
     )

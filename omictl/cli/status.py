@@ -83,7 +83,7 @@ def status_command(
         )
         return
     if not bindings:
-        inv.out.info(f"no bindings for {app_id}")
+        inv.out.info(f"no {'ACTIVE ' if active_only else ''}bindings for {app_id}")
     for b in bindings:
         revoked = f" revoked_at={when(b.revoked_at)}" if b.revoked_at else ""
         inv.out.line(

@@ -18,8 +18,6 @@ strictly: anything unexpected is an error naming the file, never a silently empt
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +28,7 @@ from typing import Any
 
 from omictl.core.envelope import PUBLIC_KEY_BYTES, key_id, parse_hex, parse_json
 from omictl.errors import UsageError, VerificationError
-from omictl.fsutil import atomic_write_json, ensure_private_dir, read_capped
+from omictl.fsutil import atomic_write_json, read_capped, updating
 from omictl.transport.urls import normalize_url
 
 #: one process-wide lock: every PinStore of the process shares the pin file
@@ -134,18 +132,8 @@ class PinStore:
         """Serialize read-modify-write of the pin file across threads and processes, so two
         first contacts at once cannot lose a pin (a lost pin means the next contact trusts
         whatever key it is shown)."""
-        with _THREAD_LOCK:
-            ensure_private_dir(self.path.parent, error=UsageError)
-            lock_path = self.path.with_name(self.path.name + ".lock")
-            try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as exc:
-                raise UsageError(f"cannot open {lock_path}: {exc.strerror}") from exc
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)
+        with _THREAD_LOCK, updating(self.path, error=UsageError):
+            yield
 
     def _save(self, registries: dict[str, dict[str, Any]]) -> None:
         flat: dict[str, dict[str, Any]] = {}
@@ -177,8 +165,10 @@ class PinStore:
 
     def pin(
         self, registry_url: str, public_key: bytes, *, replace: bool = False, name: str = ""
-    ) -> None:
-        """Pin ``public_key`` for ``registry_url`` (atomic write, mode 0600).
+    ) -> tuple[list[bytes], str]:
+        """Pin ``public_key`` for ``registry_url`` (atomic write, mode 0600); return the keys
+        pinned before (none, one, or those of conflicting spellings, sorted) and the name
+        the pin now holds, both read under the pin file's lock.
 
         Pinning the key already pinned changes nothing. Raises :class:`VerificationError`
         if another key is pinned and ``replace`` is false: a changed key is never re-pinned
@@ -188,13 +178,14 @@ class PinStore:
         url = normalize_url(registry_url, what="registry URL")
         kid = key_id(public_key)
         with self._updating():
-            self._pin_locked(url, public_key, kid, replace=replace, name=name)
+            return self._pin_locked(url, public_key, kid, replace=replace, name=name)
 
     def _pin_locked(
         self, url: str, public_key: bytes, kid: str, *, replace: bool, name: str
-    ) -> None:
+    ) -> tuple[list[bytes], str]:
         registries = self._load()
         old = registries.get(url)
+        before = _keys_of(old)
         learnt = ""
         if old is not None and _CONFLICT in old:
             if not replace:
@@ -210,7 +201,7 @@ class PinStore:
             old = None
         if old is not None:
             if old["public_key"] == public_key.hex():
-                return
+                return before, old["name"]
             if not replace:
                 raise VerificationError(
                     f"registry {url} is pinned to key {old['key_id']}, not {kid}; "
@@ -218,27 +209,25 @@ class PinStore:
                     hint=repin_hint(url),
                     code="registry_key_mismatch",
                 )
+        # an explicit re-pin (no name given) keeps the name learnt before
+        kept = (name or (old["name"] if old is not None else learnt))[:200]
         registries[url] = {
             "public_key": public_key.hex(),
             "key_id": kid,
             "pinned_at": datetime.fromtimestamp(int(self._now()), UTC).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"
             ),
-            # an explicit re-pin (no name given) keeps the name learnt before
-            "name": (name or (old["name"] if old is not None else learnt))[:200],
+            "name": kept,
         }
         self._save(registries)
+        return before, kept
 
     def pinned_keys(self, registry_url: str) -> list[bytes]:
         """Every key pinned for ``registry_url``: none, one, or (two spellings that pin
         different keys, written by an older omictl) several, sorted. Raises
         :class:`UsageError` for a bad URL or a corrupt pin file."""
         url = normalize_url(registry_url, what="registry URL")
-        entry = self._load().get(url)
-        if entry is None:
-            return []
-        entries = entry[_CONFLICT].values() if _CONFLICT in entry else [entry]
-        return [bytes.fromhex(h) for h in sorted({e["public_key"] for e in entries})]
+        return _keys_of(self._load().get(url))
 
     def forget(self, registry_url: str) -> bool:
         """Remove the pin for ``registry_url``; True if there was one.
@@ -260,6 +249,14 @@ class PinStore:
         Raises :class:`UsageError` for a corrupt pin file.
         """
         return self._load()
+
+
+def _keys_of(entry: dict[str, Any] | None) -> list[bytes]:
+    """The distinct keys of a loaded pin entry (several for conflicting spellings), sorted."""
+    if entry is None:
+        return []
+    entries = entry[_CONFLICT].values() if _CONFLICT in entry else [entry]
+    return [bytes.fromhex(h) for h in sorted({e["public_key"] for e in entries})]
 
 
 @dataclass(frozen=True)
@@ -308,14 +305,13 @@ def pin_explicit(pins: PinStore, registry_url: str, public_key_hex: str) -> PinC
         public_key_hex, field="--public-key", length=PUBLIC_KEY_BYTES, error=UsageError
     )
     url = normalize_url(registry_url, what="registry URL")
-    before = pins.pinned_keys(url)  # two (or more) when two spellings pinned two keys
-    pins.pin(url, public_key, replace=True)
-    entry = pins.entry(url)
+    # read under the lock with the write: two (or more) when two spellings pinned two keys
+    before, name = pins.pin(url, public_key, replace=True)
     return PinChange(
         url=url,
         old_key=before[0] if len(before) == 1 else None,
         new_key=public_key,
-        name=entry["name"] if entry is not None else "",
+        name=name,
         source="explicit",
         settled=tuple(before) if len(before) > 1 else (),
     )

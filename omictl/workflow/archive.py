@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from omictl.core.envelope import parse_json
+from omictl.core.evidence import BUNDLE_FORMAT
 from omictl.errors import ExitCode, OmictlError, UsageError
 from omictl.fsutil import atomic_write_json, read_capped
 
@@ -114,9 +115,14 @@ class Archive:
                 continue
             for path in sorted(folder.glob("*.json")):
                 try:
-                    found.append((path, self.load(path)))
+                    bundle = self.load(path)
                 except OmictlError as exc:
                     damaged.append((path, exc.message))
+                    continue
+                if bundle.get("format") != BUNDLE_FORMAT:
+                    damaged.append((path, f"{path} is not an omictl evidence bundle"))
+                    continue
+                found.append((path, bundle))
         found.sort(key=lambda item: (_created_at(item[1]), str(item[0])))
         return found, damaged
 
@@ -152,7 +158,8 @@ class Archive:
                 hint="verify or copy the bundle file itself: "
                 + " or ".join(str(p) for p, _ in matches),
             )
-        named = [(p, why) for p, why in damaged if f"--{bundle_or_receipt_id}--" in p.name]
+        stem = f"--{_safe(bundle_or_receipt_id, 60)}--"  # as save_bundle names the file
+        named = [(p, why) for p, why in damaged if stem in p.name]
         if named:  # its file is there, but it cannot be read
             path, why = named[0]
             raise ArchiveError(

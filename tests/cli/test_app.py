@@ -156,3 +156,34 @@ def test_an_interrupted_json_demo_has_the_demo_hint_in_its_document(
     doc = json.loads(out.out)
     assert doc["status"] == "ABORTED"
     assert "starts afresh" in doc["error"]["hint"] and "journal" not in doc["error"]["hint"]
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_version_with_json_output_is_one_json_document(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    if how == "env":
+        monkeypatch.setenv("OMICTL_OUTPUT", "json")
+    args = ["-o", "json", "--version"] if how == "flag" else ["--version"]
+    monkeypatch.setattr("sys.argv", ["omictl", *args])
+    from omictl import __version__
+    from omictl.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 0
+    assert json.loads(capsys.readouterr().out) == {"version": __version__}
+
+
+def test_a_path_the_system_refuses_is_a_usage_error_not_a_bug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --home whose name is longer than the filesystem allows: exit 2 naming the path,
+    not "internal error: OSError" (exit 1, "report it")."""
+    code = run(["--home", str(tmp_path / ("x" * 300)), "config", "show"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "File name too long" in err and "internal error" not in err

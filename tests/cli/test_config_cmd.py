@@ -125,3 +125,16 @@ def test_app_slash_service_gets_a_splitting_hint(
     )
     assert code == 2
     assert "omictl decommission org.omiappreg.a.b.abcdef svc-1" in err
+
+
+def test_a_plain_http_registry_is_stored_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stored as asked (the user may mean it), but said now: every later use needs
+    --insecure. A loopback or https registry gets no warning."""
+    home = ["--home", str(tmp_path)]
+    code, _, err = cli(capsys, *home, "config", "set", "registry", "http://registry.example")
+    assert code == 0 and "will need --insecure" in err
+    for quiet in ("https://registry.example", "http://127.0.0.1:8080"):
+        code, _, err = cli(capsys, *home, "config", "set", "registry", quiet)
+        assert code == 0 and "warning" not in err

@@ -720,3 +720,59 @@ def test_no_passphrase_with_a_passphrase_file_is_a_contradiction(
     assert_clean_error(result, 2)
     assert "contradict" in result.err
     assert cli.snapshot() == before
+
+
+def test_generate_force_names_the_key_it_replaces(cli: Cli) -> None:
+    """--force replaces a key: the warning names the key id that is gone."""
+    cli.add_seed()
+    result = cli("keys", "generate", "master", "--force")
+    assert result.code == 0, result.err
+    assert f"replaced key master (key id {KID})" in result.err
+    assert "backup" in result.err
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"nonce": "!"}, "nonce must be 16 to 64 characters"),
+        ({"nonce": 12345678901234567890}, "nonce must be 16 to 64 characters"),
+        ({"timestamp": "x"}, "timestamp must be integer Unix seconds"),
+        ({"timestamp": True}, "timestamp must be integer Unix seconds"),
+        ({"n": 2**60}, "cannot be canonicalized"),  # past RFC 8785's integer domain
+    ],
+)
+def test_sign_refuses_a_payload_no_receiver_would_accept_before_unlocking(
+    cli: Cli, tmp_path: Path, data: dict[str, Any], fragment: str
+) -> None:
+    """A payload's own nonce and timestamp follow PROTOCOL.md section 1; checked (and the
+    payload canonicalized) before the key is unlocked: exit 2, one line and a hint."""
+    cli.add_seed()
+    cli.monkeypatch.delenv("OMICTL_PASSPHRASE")  # an unlock would fail (exit 3): none happens
+    result = sign(cli, tmp_path, data, "--context", "x")
+    assert_clean_error(result, 2)
+    assert fragment in result.err
+
+
+def test_import_with_an_explicit_dash_on_a_terminal_reads_the_pasted_file(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """`keys import NAME -` on a terminal is a deliberate paste: it says how to end it and
+    reads stdin (docs/keystore.md: "or - for stdin")."""
+    cli.add_seed()
+    backup = (cli.keys_dir / "master.json").read_bytes()
+    cli.monkeypatch.setattr(keys_cli, "_stdin_is_tty", lambda: True)
+    result = cli("keys", "import", "pasted", "-", stdin=backup)
+    assert result.code == 0, result.err
+    assert "Ctrl-D" in result.err
+    assert (cli.keys_dir / "pasted.json").exists()
+
+
+def test_a_key_file_with_a_duplicate_member_names_it(cli: Cli) -> None:
+    """docs/keystore.md: duplicate members make the file invalid, and the error names the
+    member (not just "not JSON")."""
+    cli.add_seed()
+    path = cli.keys_dir / "master.json"
+    path.write_text(path.read_text().replace('"kind"', '"kind": "guardian", "kind"', 1))
+    result = cli("keys", "show", "master")
+    assert_clean_error(result, 3)
+    assert "duplicate member 'kind'" in result.err

@@ -415,7 +415,7 @@ def test_a_skip_provider_bundle_does_not_claim_a_wipe(e2e: E2E) -> None:
     assert report["keys_from_bundle"] == ["master", "registry"]
     assert any("not asked to wipe" in check for check in report["checks"])
     text = e2e.cli("receipts", "verify", bundle)
-    assert "receipt=none" in text.out
+    assert "receipt=(none)" in text.out
     assert "does not show that the provider wiped anything" in text.err
 
 
@@ -432,13 +432,17 @@ def test_a_damaged_or_odd_bundle_is_reported_not_hidden(e2e: E2E) -> None:
     odd.write_text(json.dumps({**json.loads(odd.read_text()), "created_at": "2026-01-01"}))
     damaged = Path(docs[0]["bundle"])
     damaged.write_bytes(damaged.read_bytes()[:100])
+    stray = damaged.with_name("notes.json")  # JSON, but no bundle: not a row of Nones
+    stray.write_text("{}")
     listed = e2e.cli("-o", "json", "receipts", "list")
     assert listed.code == 0, listed.err
     assert [r["receipt_id"] for r in listed.json()["receipts"]] == [
         docs[1]["receipt_id"],  # created_at unknown: first
         docs[2]["receipt_id"],
     ]
-    assert listed.json()["unreadable"][0]["path"] == str(damaged)
+    assert sorted(u["path"] for u in listed.json()["unreadable"]) == sorted(
+        [str(damaged), str(stray)]
+    )
     assert str(damaged) in listed.err
     shown = e2e.cli("receipts", "show", docs[0]["receipt_id"])
     assert shown.code == 2
@@ -452,7 +456,11 @@ def test_peer_words_in_receipts_output_cannot_drive_the_terminal(e2e: E2E, tmp_p
     from omictl.core.evidence import build_bundle
 
     master, service, registry = (Signer(secrets.token_bytes(32)) for _ in range(3))
-    app, sid, rid = e2e.app_id, "cms-article-1", "RCPT-\x1b[2J\x1b]8;;http://x\x07ALL CLEAR"
+    app, sid, rid = (
+        e2e.app_id,
+        "cms-article-1",
+        "RCPT-\x1b[2J\x1b]8;;http://x\x07ALL CLEAR\nVERIFIED forged/line receipt=RCPT-0",
+    )
     stamp = 1_790_000_000
     term = sign_envelope(
         {
@@ -521,3 +529,23 @@ def test_peer_words_in_receipts_output_cannot_drive_the_terminal(e2e: E2E, tmp_p
         assert "\x1b" not in res.out and "\x07" not in res.out, args
         assert "\x1b" not in res.err and "\x07" not in res.err, args
         assert "\\u001b" in res.out
+        assert "\nVERIFIED forged" not in res.out, args  # no line of the peer's own
+
+
+def test_receipts_export_makes_no_folder(e2e: E2E, tmp_path: Path) -> None:
+    """Like keys export: a missing folder is exit 2 with a hint, not created silently."""
+    sid = e2e.sandbox.service_ids[0]
+    rid = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes").json()["receipt_id"]
+    res = e2e.cli("receipts", "export", rid, "--out", str(tmp_path / "no" / "such" / "b.json"))
+    assert res.code == 2 and "does not exist" in res.err and "hint:" in res.err
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_batch_that_skips_providers_warns_as_loudly_as_one_service(e2e: E2E) -> None:
+    """--all --skip-provider: the listing's warning says the tenants are not wiped; a dry
+    run's listing says "would be", and nothing is sent."""
+    res = e2e.cli("decommission", e2e.app_id, "--all", "--skip-provider", "--yes", "--dry-run")
+    assert res.code == 0, res.err
+    assert "3 ACTIVE binding(s)" in res.err and "would be decommissioned" in res.err
+    assert "WITHOUT a provider receipt" in res.err
+    assert all(e2e.sandbox.binding_status(s) == "ACTIVE" for s in e2e.sandbox.service_ids)

@@ -79,6 +79,9 @@ class Writer:
     check: Callable[[], None]
     #: run once in the child before its loop (e.g. find the current passphrase)
     prepare: Callable[[], None] = lambda: None
+    #: the longest random delay before the kill: longer for a slower write, so that the
+    #: kills still land across many writes (several per kill on average)
+    max_delay: float = MAX_DELAY_S
 
 
 def key_writers(home: Path) -> list[Writer]:
@@ -182,7 +185,9 @@ def config_writer(home: Path) -> Writer:
             "default": {k: v for k, v in before["default"].items() if k != "registry"},
         }
 
-    return Writer("config.edit_config", path, save, check)
+    # an edit parses and writes the document with tomlkit, reads it back and takes a lock:
+    # a few milliseconds, several times the other writers'
+    return Writer("config.edit_config", path, save, check, max_delay=0.2)
 
 
 def pin_writer(home: Path) -> Writer:
@@ -263,7 +268,9 @@ class Kill:
     detail: str
 
 
-def fork_and_kill(child: Callable[[int], None], rng: random.Random) -> bytes:
+def fork_and_kill(
+    child: Callable[[int], None], rng: random.Random, max_delay: float = MAX_DELAY_S
+) -> bytes:
     """Fork ``child(report_fd)`` (it never returns), SIGKILL it after a random delay, and
     return everything it reported through the pipe."""
     read_fd, write_fd = os.pipe()
@@ -273,7 +280,7 @@ def fork_and_kill(child: Callable[[int], None], rng: random.Random) -> bytes:
         child(write_fd)
     os.close(write_fd)
     reports = bytearray()
-    deadline = time.monotonic() + rng.uniform(0.0, MAX_DELAY_S)
+    deadline = time.monotonic() + rng.uniform(0.0, max_delay)
     while (left := deadline - time.monotonic()) > 0:
         ready, _, _ = select.select([read_fd], [], [], left)
         if ready:
@@ -289,7 +296,7 @@ def fork_and_kill(child: Callable[[int], None], rng: random.Random) -> bytes:
 def kill_once(writer: Writer, rng: random.Random) -> Kill:
     """Fork a child looping ``writer``, SIGKILL it after a random delay, check the file."""
     before = sha(writer.target)
-    reports = fork_and_kill(lambda fd: _child(writer, fd), rng)
+    reports = fork_and_kill(lambda fd: _child(writer, fd), rng, writer.max_delay)
     return _judge(writer, before, reports)
 
 

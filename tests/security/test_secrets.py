@@ -263,6 +263,7 @@ def test_no_secret_in_any_output_or_file(world: World, monkeypatch: pytest.Monke
         "state",
         "receipts",
         "config.toml",
+        "config.toml.lock",
         "known_registries.json",
         "known_registries.json.lock",
     }
