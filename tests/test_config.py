@@ -237,3 +237,39 @@ def test_concurrent_config_sets_lose_nothing(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert load_config(path) == {k: {"concurrency": 5} for k in keys}
+
+
+def test_a_symlinked_config_keeps_its_mode_and_gets_no_lock_beside_it(tmp_path: Path) -> None:
+    """The target keeps its own mode (a shared 0644 file stays readable by the others),
+    and the lock file is made beside the link, in omictl's folder, not beside the target."""
+    real = tmp_path / "dotfiles" / "omictl.toml"
+    real.parent.mkdir()
+    real.write_text("[profiles.default]\ntimeout = 3\n")
+    real.chmod(0o644)
+    link = tmp_path / "home" / "config.toml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    assert edit_config(link, "default", "concurrency", 5)
+    assert real.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in real.parent.iterdir()) == ["omictl.toml"]
+    assert (link.parent / "config.toml.lock").exists()
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_a_config_symlink_that_leads_nowhere_is_refused_and_creates_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    link = tmp_path / "home" / "config.toml"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "nowhere" / "deep" / "x.toml" if kind == "dangling" else link)
+    with pytest.raises(UsageError):
+        edit_config(link, "default", "timeout", 3.0)
+    assert not (tmp_path / "nowhere").exists()
+    assert link.is_symlink()
+
+
+def test_unsetting_what_is_not_set_writes_nothing(tmp_path: Path) -> None:
+    """A no-op unset needs no write access: no folder, no lock file, no change."""
+    path = tmp_path / "cfg" / "config.toml"
+    assert not edit_config(path, "default", "timeout", None)
+    assert not path.parent.exists()

@@ -272,9 +272,10 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the boundary: a bug, not an expected failure
         if _debug:
             traceback.print_exc()
-        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-            # a path the user gave that the system refuses before omictl's own checks can
-            # (a name too long for the filesystem, a file where a folder should be)
+        if isinstance(exc, OSError) and _refused_path(exc):
+            # a path the system refuses before omictl's own checks can (a name too long
+            # for the filesystem, a file where a folder should be, a symlink loop); any
+            # other OSError that escapes stays a bug (exit 1)
             usage = UsageError(
                 f"cannot use {exc.filename}: {exc.strerror}",
                 hint="check the path given with --home, --out or the command's arguments",
@@ -290,6 +291,18 @@ def run(argv: list[str] | None = None) -> int:
         )
         return int(ExitCode.INTERNAL)
     return 0
+
+
+def _refused_path(exc: OSError) -> bool:
+    """An OSError about the shape of a path (too long, not a folder, a loop): a usage
+    problem whatever the code path, unlike EIO, EMFILE or ENOSPC."""
+    import errno
+
+    return (
+        exc.filename is not None
+        and bool(exc.strerror)
+        and exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP)
+    )
 
 
 def _click_exceptions() -> tuple[type[Exception], type[BaseException]]:

@@ -128,11 +128,18 @@ def _info_text(key: KeyFile) -> str:
 
 
 def _replaced_key_id(keys_dir: Path, name: str) -> str | None:
-    """The key id of the key ``--force`` is about to replace, if one is readable."""
+    """What ``--force`` is about to replace: the key id of the key file there (read
+    whatever its permissions), ``"unreadable"`` for a file that is not a key file, or
+    None when there is nothing to replace."""
+    from omictl.keystore import key_path, read_key_file
+
+    path = key_path(keys_dir, name)
+    if not path.exists() and not path.is_symlink():
+        return None
     try:
-        return load_key(keys_dir, name).key_id
+        return read_key_file(path, check_permissions=False).key_id
     except OmictlError:
-        return None  # none, or unreadable: generate reports what it must
+        return "unreadable"
 
 
 def _kind(guardian: bool) -> str:
@@ -162,9 +169,10 @@ def generate_cmd(
     if no_passphrase:
         _warn_unencrypted(inv.out, name)
     if replaced is not None:
+        which = "an unreadable key file" if replaced == "unreadable" else f"key id {replaced}"
         inv.out.warn(
-            f"replaced key {name} (key id {replaced}): that private key is gone unless a "
-            "backup holds it (omictl keys import)"
+            f"replaced key {name} ({which}): that private key is gone unless a backup holds "
+            "it (omictl keys import)"
         )
     inv.out.success(f"created {key.kind} key {name} (key id {key.key_id})")
     inv.out.result(key.info(), _info_text(key))
@@ -305,14 +313,17 @@ def import_cmd(
         if no_passphrase:
             _warn_unencrypted(inv.out, name)
     else:
-        if source is None and _stdin_is_tty():  # would wait, silently, for a pasted file
+        if source in (None, "-") and _stdin_is_tty():
+            # it would wait, silently, for a paste, and a pasted key file (an unencrypted
+            # one holds its seed) would be echoed into the terminal's scrollback
             raise UsageError(
-                "no key file given, and stdin is a terminal",
-                hint=f"pass the file: omictl keys import {name} FILE (or - to paste it, or "
-                f"pipe it in: omictl keys import {name} - < FILE); a raw seed goes with --seed",
+                "no key file given, and stdin is a terminal"
+                if source is None
+                else "stdin is a terminal: a pasted key file would be echoed on it",
+                hint=f"pass the file: omictl keys import {name} FILE, or pipe it in: "
+                f"omictl keys import {name} - < FILE (a raw seed goes with --seed, which "
+                "asks for it without echo)",
             )
-        if source == "-" and _stdin_is_tty():
-            inv.out.info("paste the key file, then Ctrl-D on a line of its own")
         key = import_key_bytes(
             keys_dir, name, _read_input(source or "-", what="key file"), force=force
         )

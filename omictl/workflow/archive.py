@@ -158,8 +158,11 @@ class Archive:
                 hint="verify or copy the bundle file itself: "
                 + " or ".join(str(p) for p, _ in matches),
             )
-        stem = f"--{_safe(bundle_or_receipt_id, 60)}--"  # as save_bundle names the file
-        named = [(p, why) for p, why in damaged if stem in p.name]
+        # the file name save_bundle gives it: SERVICE--ID--<12 hex digits>.json
+        named_as = re.compile(
+            rf".+--{re.escape(_safe(bundle_or_receipt_id, 60))}--[0-9a-f]{{12}}\.json"
+        )
+        named = [(p, why) for p, why in damaged if named_as.fullmatch(p.name)]
         if named:  # its file is there, but it cannot be read
             path, why = named[0]
             raise ArchiveError(

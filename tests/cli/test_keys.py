@@ -753,18 +753,19 @@ def test_sign_refuses_a_payload_no_receiver_would_accept_before_unlocking(
     assert fragment in result.err
 
 
-def test_import_with_an_explicit_dash_on_a_terminal_reads_the_pasted_file(
-    cli: Cli, tmp_path: Path
+def test_import_with_a_dash_on_a_terminal_refuses_rather_than_echo_a_pasted_key(
+    cli: Cli,
 ) -> None:
-    """`keys import NAME -` on a terminal is a deliberate paste: it says how to end it and
-    reads stdin (docs/keystore.md: "or - for stdin")."""
+    """`keys import NAME -` on a terminal: a pasted key file would be echoed (an
+    unencrypted one holds its seed), so it is refused like a missing FILE; piped, it reads."""
     cli.add_seed()
     backup = (cli.keys_dir / "master.json").read_bytes()
     cli.monkeypatch.setattr(keys_cli, "_stdin_is_tty", lambda: True)
     result = cli("keys", "import", "pasted", "-", stdin=backup)
-    assert result.code == 0, result.err
-    assert "Ctrl-D" in result.err
-    assert (cli.keys_dir / "pasted.json").exists()
+    assert_clean_error(result, 2)
+    assert "- < FILE" in result.err
+    cli.monkeypatch.setattr(keys_cli, "_stdin_is_tty", lambda: False)
+    assert cli("keys", "import", "pasted", "-", stdin=backup).code == 0
 
 
 def test_a_key_file_with_a_duplicate_member_names_it(cli: Cli) -> None:
@@ -776,3 +777,18 @@ def test_a_key_file_with_a_duplicate_member_names_it(cli: Cli) -> None:
     result = cli("keys", "show", "master")
     assert_clean_error(result, 3)
     assert "duplicate member 'kind'" in result.err
+
+
+def test_generate_force_warns_even_when_the_replaced_file_is_unreadable(cli: Cli) -> None:
+    """A key file with loose permissions is still a key: its id is named; a damaged one
+    is still said to be replaced."""
+    cli.add_seed()
+    (cli.keys_dir / "master.json").chmod(0o644)
+    result = cli("keys", "generate", "master", "--force")
+    assert result.code == 0, result.err
+    assert f"replaced key master (key id {KID})" in result.err
+    (cli.keys_dir / "master.json").write_text("{damaged")
+    (cli.keys_dir / "master.json").chmod(0o600)
+    result = cli("keys", "generate", "master", "--force")
+    assert result.code == 0, result.err
+    assert "replaced key master (an unreadable key file)" in result.err

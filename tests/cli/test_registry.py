@@ -181,11 +181,11 @@ def test_show_json_error(cli: Any, mock: respx.MockRouter) -> None:
 
 
 def test_show_bad_timeout(cli: Any) -> None:
-    """A zero (or uselessly small) --timeout is a usage error."""
-    for value in ("0", "1e-9", "nan"):
+    """A zero (or not a number) --timeout is a usage error."""
+    for value in ("0", "nan"):
         result = cli("registry", "show", URL, "--timeout", value)
         assert result.code == 2
-        assert "timeout (from --timeout) must be between 0.1 and 600 seconds" in result.err
+        assert "timeout (from --timeout) must be between 0 and 600 seconds" in result.err
 
 
 def test_show_corrupt_pin_file(cli: Any, mock: respx.MockRouter, home: Path) -> None:
