@@ -116,7 +116,9 @@ def parse_setting(key: str, value: object, *, source: str) -> Any:
         except (TypeError, ValueError, OverflowError) as exc:  # Overflow: a huge TOML integer
             raise UsageError(f"timeout (from {source}) must be a number of seconds") from exc
         if not 0 < timeout <= MAX_TIMEOUT:  # NaN fails both
-            raise UsageError(f"timeout (from {source}) must be between 0 and {MAX_TIMEOUT} seconds")
+            raise UsageError(
+                f"timeout (from {source}) must be more than 0 and at most {MAX_TIMEOUT} seconds"
+            )
         return timeout
     if key == "concurrency":
         try:
@@ -191,42 +193,24 @@ def edit_config(path: Path, profile: str, key: str, value: Any | None) -> bool:
     the parsed settings would drop all of that). The result is read back as omictl reads
     it and must hold exactly the change asked for, else nothing is written. Written
     atomically (mode 0600). A ``config.toml`` that is a symlink (a dotfile manager's) is
-    edited where it points, keeping that file's mode, but only if it is a regular file
-    of this user's. Raises :class:`UsageError` for an unreadable or invalid file.
+    not edited: the atomic write would replace the link (or, followed, another file's
+    mode, owner and group), so the user is told to edit its target by hand. Raises
+    :class:`UsageError` for an unreadable or invalid file, or a symlink.
     """
     validate_profile_name(profile)
     if value is None and key not in load_config(path).get(profile, {}):
         return False  # nothing to remove: no lock, no write (a read-only home is fine)
-    target, mode = _edit_target(path)
-    # the lock sits beside the path omictl owns, never beside a link's target
     with updating(path, error=UsageError):  # two `config set` at once lose nothing
-        return _edit_locked(target, profile, key, value, mode=mode)
+        if path.is_symlink():  # checked under the lock: the link cannot change after it
+            raise UsageError(
+                f"{path} is a symlink; omictl does not edit through links",
+                hint=f"edit the file it points to by hand ([profiles.{profile}] {key} = ...), "
+                "or replace the link with a file",
+            )
+        return _edit_locked(path, profile, key, value)
 
 
-def _edit_target(path: Path) -> tuple[Path, int]:
-    """The file to rewrite for ``path`` and the mode to give it: ``path`` itself (0600),
-    or, for a symlink, the regular file of this user's it leads to (its own mode)."""
-    if not path.is_symlink():
-        return path, 0o600
-    import stat
-
-    try:
-        target = path.resolve(strict=True)
-        info = target.stat()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
-        raise UsageError(
-            f"{path} is a symlink that leads to no file ({short_message(exc)})",
-            hint=f"fix or remove the link {path}",
-        ) from exc
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
-        raise UsageError(
-            f"{path} links to {target}, which is not a regular file of yours",
-            hint=f"edit {target} by hand, or replace the link with a file of your own",
-        )
-    return target, stat.S_IMODE(info.st_mode)
-
-
-def _edit_locked(path: Path, profile: str, key: str, value: Any | None, *, mode: int) -> bool:
+def _edit_locked(path: Path, profile: str, key: str, value: Any | None) -> bool:
     import tomlkit  # lazy: only `config set` and `config unset` edit the file
     from tomlkit.exceptions import TOMLKitError
 
@@ -267,9 +251,7 @@ def _edit_locked(path: Path, profile: str, key: str, value: Any | None, *, mode:
             f"cannot edit {path} without changing more than {profile}.{key}",
             hint=f"edit it by hand: [profiles.{profile}] {key} = ...",
         )
-    atomic_write_bytes(
-        path, new_text.encode("utf-8"), mode=mode, error=UsageError, sweep_stale=True
-    )
+    atomic_write_bytes(path, new_text.encode("utf-8"), error=UsageError, sweep_stale=True)
     return True
 
 

@@ -205,20 +205,6 @@ def test_unsetting_a_profiles_last_key_keeps_the_profile(tmp_path: Path, origina
     assert load_config(path) == {"ci": {}}
 
 
-def test_a_symlinked_config_is_edited_where_it_points(tmp_path: Path) -> None:
-    """A dotfile manager's link stays a link; the file it points to gets the change."""
-    real = tmp_path / "dotfiles" / "omictl.toml"
-    real.parent.mkdir()
-    real.write_text("# mine\n[profiles.default]\ntimeout = 3\n")
-    link = tmp_path / "home" / "config.toml"
-    link.parent.mkdir()
-    link.symlink_to(real)
-    assert edit_config(link, "default", "concurrency", 5)
-    assert link.is_symlink()
-    assert "# mine" in real.read_text()
-    assert load_config(link) == {"default": {"timeout": 3.0, "concurrency": 5}}
-
-
 def test_concurrent_config_sets_lose_nothing(tmp_path: Path) -> None:
     """Two writers at once (two `config set` in a CI script's background jobs): each
     read-modify-write holds the lock, so every setting lands."""
@@ -239,33 +225,26 @@ def test_concurrent_config_sets_lose_nothing(tmp_path: Path) -> None:
     assert load_config(path) == {k: {"concurrency": 5} for k in keys}
 
 
-def test_a_symlinked_config_keeps_its_mode_and_gets_no_lock_beside_it(tmp_path: Path) -> None:
-    """The target keeps its own mode (a shared 0644 file stays readable by the others),
-    and the lock file is made beside the link, in omictl's folder, not beside the target."""
+@pytest.mark.parametrize("kind", ["file", "dangling", "loop"])
+def test_a_symlinked_config_is_not_edited_through(tmp_path: Path, kind: str) -> None:
+    """A config.toml that is a link (a dotfile manager's, or a dangling or looping one):
+    `config set` says so (exit 2) and touches neither the link nor what it points to,
+    nor creates anything there; reading through the link still works."""
     real = tmp_path / "dotfiles" / "omictl.toml"
     real.parent.mkdir()
-    real.write_text("[profiles.default]\ntimeout = 3\n")
+    real.write_text("# mine\n[profiles.default]\ntimeout = 3\n")
     real.chmod(0o644)
     link = tmp_path / "home" / "config.toml"
     link.parent.mkdir()
-    link.symlink_to(real)
-    assert edit_config(link, "default", "concurrency", 5)
+    link.symlink_to({"file": real, "dangling": tmp_path / "nowhere" / "x.toml", "loop": link}[kind])
+    with pytest.raises(UsageError, match="symlink"):
+        edit_config(link, "default", "concurrency", 5)
+    assert link.is_symlink() and not (tmp_path / "nowhere").exists()
+    assert real.read_text() == "# mine\n[profiles.default]\ntimeout = 3\n"
     assert real.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in real.parent.iterdir()) == ["omictl.toml"]
-    assert (link.parent / "config.toml.lock").exists()
-
-
-@pytest.mark.parametrize("kind", ["dangling", "loop"])
-def test_a_config_symlink_that_leads_nowhere_is_refused_and_creates_nothing(
-    tmp_path: Path, kind: str
-) -> None:
-    link = tmp_path / "home" / "config.toml"
-    link.parent.mkdir()
-    link.symlink_to(tmp_path / "nowhere" / "deep" / "x.toml" if kind == "dangling" else link)
-    with pytest.raises(UsageError):
-        edit_config(link, "default", "timeout", 3.0)
-    assert not (tmp_path / "nowhere").exists()
-    assert link.is_symlink()
+    if kind == "file":
+        assert load_config(link) == {"default": {"timeout": 3.0}}
 
 
 def test_unsetting_what_is_not_set_writes_nothing(tmp_path: Path) -> None:

@@ -274,8 +274,9 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         if isinstance(exc, OSError) and _refused_path(exc):
             # a path the system refuses before omictl's own checks can (a name too long
-            # for the filesystem, a file where a folder should be, a symlink loop); any
-            # other OSError that escapes stays a bug (exit 1)
+            # for the filesystem, a file where a folder should be, a loop, no permission,
+            # a read-only filesystem); any other OSError that escapes (EIO, EMFILE, ...)
+            # stays a bug (exit 1)
             usage = UsageError(
                 f"cannot use {exc.filename}: {exc.strerror}",
                 hint="check the path given with --home, --out or the command's arguments",
@@ -294,14 +295,24 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _refused_path(exc: OSError) -> bool:
-    """An OSError about the shape of a path (too long, not a folder, a loop): a usage
-    problem whatever the code path, unlike EIO, EMFILE or ENOSPC."""
+    """An OSError about a path the user's environment gives omictl (too long, not a
+    folder, a folder where a file should be, a loop, no permission, read-only): a usage
+    problem whatever the code path, unlike EIO or EMFILE."""
     import errno
 
     return (
         exc.filename is not None
         and bool(exc.strerror)
-        and exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP)
+        and exc.errno
+        in (
+            errno.ENAMETOOLONG,
+            errno.ENOTDIR,
+            errno.EISDIR,
+            errno.ELOOP,
+            errno.EACCES,
+            errno.EPERM,
+            errno.EROFS,
+        )
     )
 
 

@@ -134,7 +134,7 @@ def _replaced_key_id(keys_dir: Path, name: str) -> str | None:
     from omictl.keystore import key_path, read_key_file
 
     path = key_path(keys_dir, name)
-    if not path.exists() and not path.is_symlink():
+    if not path.exists():  # nothing there (or a dangling link): no key is lost
         return None
     try:
         return read_key_file(path, check_permissions=False).key_id

@@ -328,13 +328,14 @@ def pin_presented(registry: RegistryClient, pins: PinStore) -> PinChange:
     pin, so a change needs ``--public-key`` with a key checked out of band. Also raises
     the :meth:`RegistryClient.info` errors.
     """
+    pins.get(registry.base_url)  # a corrupt pin file or a conflict: said before any request
     info = registry.info()
-    # what was pinned before, and the name kept, read under the pin file's lock
-    before, name = pins.pin(registry.base_url, info.public_key, name=info.name)
+    # what was pinned before, read under the pin file's lock with the write
+    before, _ = pins.pin(registry.base_url, info.public_key, name=info.name)
     return PinChange(
         url=registry.base_url,
         old_key=before[0] if before else None,
         new_key=info.public_key,
-        name=name,
+        name=info.name,
         source="tofu",
     )

@@ -166,7 +166,7 @@ class Archive:
         if named:  # its file is there, but it cannot be read
             path, why = named[0]
             raise ArchiveError(
-                f"the bundle of receipt {bundle_or_receipt_id!r} cannot be read: {why}",
+                f"the bundle {bundle_or_receipt_id!r} cannot be read: {why}",
                 hint=f"restore {path} from a backup; the registry's revocation stands either "
                 "way (omictl status shows it)",
             )

@@ -187,3 +187,26 @@ def test_a_path_the_system_refuses_is_a_usage_error_not_a_bug(
     err = capsys.readouterr().err
     assert code == 2
     assert "File name too long" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize(
+    ("errno_", "code"), [(13, 2), (30, 2), (21, 2), (5, 1), (24, 1)]
+)  # EACCES, EROFS, EISDIR: the environment (exit 2); EIO, EMFILE: not a usage problem
+def test_an_escaped_os_error_is_usage_only_for_a_path_the_environment_refuses(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    errno_: int,
+    code: int,
+) -> None:
+    import os
+
+    from omictl.workflow.archive import Archive
+
+    def refused(self: object, app_id: object = None) -> None:
+        raise OSError(errno_, os.strerror(errno_), str(tmp_path / "receipts"))
+
+    monkeypatch.setattr(Archive, "scan", refused)
+    assert run(["--home", str(tmp_path), "receipts", "list"]) == code
+    err = capsys.readouterr().err
+    assert ("internal error" in err) is (code == 1)

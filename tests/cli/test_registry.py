@@ -185,7 +185,7 @@ def test_show_bad_timeout(cli: Any) -> None:
     for value in ("0", "nan"):
         result = cli("registry", "show", URL, "--timeout", value)
         assert result.code == 2
-        assert "timeout (from --timeout) must be between 0 and 600 seconds" in result.err
+        assert "timeout (from --timeout) must be more than 0 and at most 600 seconds" in result.err
 
 
 def test_show_corrupt_pin_file(cli: Any, mock: respx.MockRouter, home: Path) -> None:
@@ -310,3 +310,16 @@ def test_no_httpx_import(argv: list[str], tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_pin_first_use_reads_a_corrupt_pin_file_before_any_request(
+    cli: Any, mock: respx.MockRouter, home: Path
+) -> None:
+    """Trust on first use checks the pin file first: exit 2 naming it, nothing fetched."""
+    home.mkdir()
+    (home / "known_registries.json").write_text("{")
+    route = mock.get(INFO_URL).respond(200, json=info())
+    result = cli("registry", "pin", URL)
+    assert result.code == 2
+    assert "is corrupt" in result.err
+    assert route.call_count == 0
