@@ -200,14 +200,30 @@ def edit_config(path: Path, profile: str, key: str, value: Any | None) -> bool:
     validate_profile_name(profile)
     if value is None and key not in load_config(path).get(profile, {}):
         return False  # nothing to remove: no lock, no write (a read-only home is fine)
+    _refuse_symlink(path, profile, key, value)  # said first, whatever else is wrong
     with updating(path, error=UsageError):  # two `config set` at once lose nothing
-        if path.is_symlink():  # checked under the lock: the link cannot change after it
-            raise UsageError(
-                f"{path} is a symlink; omictl does not edit through links",
-                hint=f"edit the file it points to by hand ([profiles.{profile}] {key} = ...), "
-                "or replace the link with a file",
-            )
+        _refuse_symlink(path, profile, key, value)  # and again, against another omictl
         return _edit_locked(path, profile, key, value)
+
+
+def _refuse_symlink(path: Path, profile: str, key: str, value: Any | None) -> None:
+    """A ``config.toml`` that is a symlink is not edited (see :func:`edit_config`)."""
+    if not path.is_symlink():
+        return
+    if not path.exists():  # dangling, or a loop
+        raise UsageError(
+            f"{path} is a symlink that leads to no file ({os.readlink(path)})",
+            hint=f"fix or remove the link {path}",
+        )
+    change = (
+        f"remove the line {key} = ... from [profiles.{profile}]"
+        if value is None
+        else f"set {key} in [profiles.{profile}]"
+    )
+    raise UsageError(
+        f"{path} is a symlink to {os.readlink(path)}; omictl does not edit through links",
+        hint=f"edit that file by hand ({change}), or replace the link with a file",
+    )
 
 
 def _edit_locked(path: Path, profile: str, key: str, value: Any | None) -> bool:

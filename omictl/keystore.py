@@ -643,8 +643,23 @@ def unlock(
     return Signer(decrypt_seed(key, passphrase), name=key.name)
 
 
+def key_file_present(path: Path) -> bool:
+    """Whether anything (a file, a link, even a dangling one) is at ``path``. Raises
+    :class:`KeystoreError` (exit 3) when the keys folder cannot be searched."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # EACCES on the keys folder, ENOTDIR, ...
+        raise KeystoreError(
+            f"cannot look for {path}: {exc.strerror}",
+            hint=f"check the permissions of {path.parent}",
+        ) from exc
+    return True
+
+
 def _refuse_existing(path: Path, name: str) -> None:
-    if path.exists() or path.is_symlink():
+    if key_file_present(path):
         raise KeystoreError(
             f"key {name} already exists ({path})",
             hint="choose another name, or pass --force to replace it (the old key is lost)",
@@ -674,7 +689,7 @@ def load_key(keys_dir: Path, name: str) -> KeyFile:
     unsafe permissions or a malformed file.
     """
     path = key_path(keys_dir, name)
-    if not path.exists() and not path.is_symlink():
+    if not key_file_present(path):
         raise KeystoreError(
             f"no key named {name!r} in {keys_dir}",
             hint="see omictl keys list, or create it with omictl keys generate " + name,

@@ -252,3 +252,15 @@ def test_unsetting_what_is_not_set_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "cfg" / "config.toml"
     assert not edit_config(path, "default", "timeout", None)
     assert not path.parent.exists()
+
+
+def test_a_symlinked_config_is_refused_with_what_to_edit(tmp_path: Path) -> None:
+    """The refusal names the link's target and, for an unset, says to remove the line."""
+    real = tmp_path / "real.toml"
+    real.write_text("[profiles.default]\ntimeout = 3\n")
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    with pytest.raises(UsageError) as info:
+        edit_config(link, "default", "timeout", None)
+    assert str(real) in info.value.message
+    assert "remove the line timeout" in (info.value.hint or "")

@@ -131,10 +131,10 @@ def _replaced_key_id(keys_dir: Path, name: str) -> str | None:
     """What ``--force`` is about to replace: the key id of the key file there (read
     whatever its permissions), ``"unreadable"`` for a file that is not a key file, or
     None when there is nothing to replace."""
-    from omictl.keystore import key_path, read_key_file
+    from omictl.keystore import key_file_present, key_path, read_key_file
 
     path = key_path(keys_dir, name)
-    if not path.exists():  # nothing there (or a dangling link): no key is lost
+    if not key_file_present(path) or not path.exists():  # nothing, or a dangling link
         return None
     try:
         return read_key_file(path, check_permissions=False).key_id

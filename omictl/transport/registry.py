@@ -331,11 +331,11 @@ def pin_presented(registry: RegistryClient, pins: PinStore) -> PinChange:
     pins.get(registry.base_url)  # a corrupt pin file or a conflict: said before any request
     info = registry.info()
     # what was pinned before, read under the pin file's lock with the write
-    before, _ = pins.pin(registry.base_url, info.public_key, name=info.name)
+    before, name = pins.pin(registry.base_url, info.public_key, name=info.name)
     return PinChange(
         url=registry.base_url,
         old_key=before[0] if before else None,
         new_key=info.public_key,
-        name=info.name,
+        name=name,  # the name the pin holds (kept when the key was pinned already)
         source="tofu",
     )

@@ -792,3 +792,21 @@ def test_generate_force_warns_even_when_the_replaced_file_is_unreadable(cli: Cli
     result = cli("keys", "generate", "master", "--force")
     assert result.code == 0, result.err
     assert "replaced key master (an unreadable key file)" in result.err
+
+
+def test_a_keys_folder_that_cannot_be_searched_is_a_keystore_problem(cli: Cli) -> None:
+    """EACCES on the keys folder (checking whether a key exists) is exit 3 with a hint,
+    as for an unreadable key file, not a usage error or a bug."""
+    import omictl.keystore as keystore
+
+    real_lstat = os.lstat
+
+    def refused(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path).startswith(str(cli.keys_dir)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_lstat(path, *args, **kwargs)
+
+    cli.monkeypatch.setattr(keystore.os, "lstat", refused)
+    result = cli("keys", "generate", "other", "--no-passphrase")
+    assert_clean_error(result, 3)
+    assert "Permission denied" in result.err and "hint:" in result.err
