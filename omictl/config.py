@@ -252,17 +252,19 @@ def _edit_locked(path: Path, profile: str, key: str, value: Any | None) -> bool:
         else:
             profiles[profile][key] = value
         new_text = tomlkit.dumps(doc)
-        if profile not in _profiles(new_text, path):
+        written = _profiles(new_text, path)
+        if profile not in written:
             # a profile written with dotted keys (profiles.ci.key = ...) is not written at
             # all once its last key goes: keep it, as an empty table (`--profile ci` works)
             profiles[profile] = tomlkit.table()
             new_text = tomlkit.dumps(doc)
+            written = _profiles(new_text, path)
     except (TOMLKitError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(
             f"cannot edit {path}: {short_message(exc)}",
             hint=f"edit it by hand: [profiles.{profile}] {key} = ...",
         ) from exc
-    if _profiles(new_text, path) != expected:
+    if written != expected:
         raise UsageError(
             f"cannot edit {path} without changing more than {profile}.{key}",
             hint=f"edit it by hand: [profiles.{profile}] {key} = ...",

@@ -46,12 +46,6 @@ def inert_json(text: str) -> str:
     strings, where an escape means the same character: the JSON value is unchanged, the
     text always encodes as UTF-8, and printed on a terminal it cannot move the cursor,
     recolour or reorder anything. Newlines between lines (indentation) are kept."""
-    return inert_lines(text)
-
-
-def inert_lines(text: str) -> str:
-    """``text`` made :func:`inert` line by line: the newlines between its lines are kept,
-    every other character that is not printable is shown as ``\\uXXXX``."""
     if text.isprintable():  # the common case: one line, nothing to escape
         return text
     return "\n".join(map(inert, text.split("\n")))

@@ -23,7 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from omictl.errors import COMPACT_ENCODER, OmictlError, compact_json_text, inert_json, json_text
+from omictl.errors import (
+    COMPACT_ENCODER,
+    OmictlError,
+    UsageError,
+    compact_json_text,
+    inert_json,
+    json_text,
+)
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -130,6 +137,15 @@ def updating(path: Path, *, error: type[OmictlError] = OmictlError) -> Iterator[
         yield
     finally:
         os.close(fd)
+
+
+def refuse_missing_folder(path: Path) -> None:
+    """An output file's folder must exist (an export never makes folders): raises
+    :class:`~omictl.errors.UsageError` otherwise."""
+    if path.parent != Path() and not path.parent.is_dir():
+        raise UsageError(
+            f"folder {path.parent} does not exist", hint="create it first, or choose another file"
+        )
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -32,6 +32,7 @@ from omictl.fsutil import (
     atomic_write_json,
     ensure_private_dir,
     is_private,
+    refuse_missing_folder,
     remove_stale_temps,
 )
 
@@ -794,10 +795,7 @@ def write_output_file(
     """
     if not force and (path.exists() or path.is_symlink()):
         raise UsageError(f"{path} already exists", hint="choose another file or pass --force")
-    if path.parent != Path() and not path.parent.is_dir():
-        raise UsageError(
-            f"folder {path.parent} does not exist", hint="create it first, or choose another file"
-        )
+    refuse_missing_folder(path)
     atomic_write_bytes(path, content, mode=mode, error=KeystoreError)
 
 

@@ -15,8 +15,6 @@ def plug_closed_std_streams() -> None:
     free descriptor, and anything written to "stderr" at C level would land in it. Each
     closed descriptor is opened on ``/dev/null`` in order (``open`` takes the lowest free
     one): the run goes on, and its exit status still says what happened."""
-    import os
-
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)

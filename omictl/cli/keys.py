@@ -451,7 +451,7 @@ def sign_cmd(
     # the payload's own nonce and timestamp follow PROTOCOL.md section 1 too, and it must
     # canonicalize: both checked before the key is unlocked (a KDF second for nothing)
     from omictl.core.envelope import canonical_bytes
-    from omictl.core.messages import validate_nonce
+    from omictl.core.messages import parse_timestamp, validate_nonce
 
     try:
         validate_nonce(data["nonce"], error=UsageError)
@@ -459,12 +459,12 @@ def sign_cmd(
         raise UsageError(
             f"the payload's {exc.message}", hint="leave it out: omictl makes a fresh one"
         ) from None
-    stamp = data["timestamp"]
-    if not isinstance(stamp, int) or isinstance(stamp, bool):
+    try:
+        parse_timestamp(data["timestamp"], field="timestamp", error=UsageError)
+    except UsageError as exc:
         raise UsageError(
-            "the payload's timestamp must be integer Unix seconds",
-            hint="leave it out: omictl sets the current time",
-        )
+            f"the payload's {exc.message}", hint="leave it out: omictl sets the current time"
+        ) from None
     canonical_bytes(data)
     signer = load_signer(
         key_ref,

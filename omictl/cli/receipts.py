@@ -95,17 +95,14 @@ def export_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write an evidence bundle to a file for an auditor (omictl receipts verify checks it)."""
-    from omictl.fsutil import atomic_write_json
+    from omictl.fsutil import atomic_write_json, refuse_missing_folder
     from omictl.workflow.archive import Archive
 
     inv = get_invocation(ctx)
     _, bundle = Archive(inv.settings.paths.receipts_dir).find(receipt_id)
     if (out.exists() or out.is_symlink()) and not force:
         raise UsageError(f"{out} exists", hint="pass --force to overwrite it")
-    if out.parent != Path() and not out.parent.is_dir():  # as keys export: no folder is made
-        raise UsageError(
-            f"folder {out.parent} does not exist", hint="create it first, or choose another file"
-        )
+    refuse_missing_folder(out)  # as keys export: no folder is made
     atomic_write_json(out, bundle, mode=0o644, error=UsageError)
     inv.out.result({"path": str(out), "bundle_id": bundle.get("bundle_id")}, str(out))
 

@@ -39,6 +39,7 @@ def status_command(
     from omictl.core.appid import parse_app_id, validate_service_id
     from omictl.core.envelope import key_id
     from omictl.errors import inert
+    from omictl.transport.pins import first_use_note
     from omictl.workflow.session import (
         open_session,
         registry_is_derived,
@@ -64,10 +65,7 @@ def status_command(
         # pinned one is refused (exit 5) before its listing is shown as the truth
         registry_key = session.registry.registry_key()
         if session.registry.take_first_use_pin():
-            inv.out.warn(
-                f"first contact with {url}: pinned its key {key_id(registry_key)} (trust on "
-                "first use; compare it out of band: omictl registry show)"
-            )
+            inv.out.warn(first_use_note(url, registry_key))
         if service_id is not None:
             bindings = [session.registry.get_binding(app_id, service_id)]
         else:

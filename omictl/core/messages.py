@@ -57,7 +57,8 @@ def validate_nonce(nonce: object, *, error: type[OmictlError] = RequestError) ->
     return nonce
 
 
-def _timestamp(value: object, *, field: str, error: type[OmictlError]) -> int:
+def parse_timestamp(value: object, *, field: str, error: type[OmictlError]) -> int:
+    """Check a timestamp is integer Unix seconds (PROTOCOL.md section 1); return it."""
     # bool is an int subclass in Python; JSON true is not a timestamp.
     if not isinstance(value, int) or isinstance(value, bool):
         raise error(f"{field} must be integer Unix seconds")
@@ -158,7 +159,9 @@ def verify_request(
     service_id = data.get("service_id")
     if not isinstance(app_id, str) or not isinstance(service_id, str):
         raise RequestError(f"{what} needs string app_id and service_id")
-    timestamp = _timestamp(data.get("timestamp"), field=f"{what}.timestamp", error=RequestError)
+    timestamp = parse_timestamp(
+        data.get("timestamp"), field=f"{what}.timestamp", error=RequestError
+    )
     nonce = validate_nonce(data.get("nonce"))
     check_freshness(timestamp, now=now, window=window)
     return SignedRequest(
@@ -276,7 +279,7 @@ def parse_binding(value: object, *, app_id: str, service_id: str | None = None) 
         raise ProtocolError(f"binding.status must be ACTIVE or REVOKED, got {shown(status)}")
     revoked_at = obj.get("revoked_at")
     if revoked_at is not None:
-        revoked_at = _timestamp(revoked_at, field="binding.revoked_at", error=ProtocolError)
+        revoked_at = parse_timestamp(revoked_at, field="binding.revoked_at", error=ProtocolError)
     return Binding(
         app_id=got_app,
         service_id=got_service,

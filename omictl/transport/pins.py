@@ -47,6 +47,15 @@ def repin_hint(registry_url: str) -> str:
     )
 
 
+def first_use_note(registry_url: str, public_key: bytes) -> str:
+    """What to tell a user when a contact pinned ``registry_url``'s key (trust on first
+    use): the key id to compare out of band."""
+    return (
+        f"first contact with {registry_url}: pinned its key {key_id(public_key)} "
+        "(trust on first use; compare it out of band: omictl registry show)"
+    )
+
+
 #: Marks, in memory only, a registry whose spellings pin different keys (see _load).
 _CONFLICT = "conflicting spellings"
 
@@ -221,13 +230,6 @@ class PinStore:
         }
         self._save(registries)
         return before, kept
-
-    def pinned_keys(self, registry_url: str) -> list[bytes]:
-        """Every key pinned for ``registry_url``: none, one, or (two spellings that pin
-        different keys, written by an older omictl) several, sorted. Raises
-        :class:`UsageError` for a bad URL or a corrupt pin file."""
-        url = normalize_url(registry_url, what="registry URL")
-        return _keys_of(self._load().get(url))
 
     def forget(self, registry_url: str) -> bool:
         """Remove the pin for ``registry_url``; True if there was one.

@@ -235,25 +235,38 @@ class _Run:
     def emit(self, step: str, status: str, message: str, /, **data: Any) -> None:
         record_step(self.result, self.d.events, step, status, message, **data)
 
-    def save(self, phase: str, note: str = "", *, sync: bool = True) -> None:
-        """Append a journal record. A journal that cannot be written (disk full,
-        permissions) becomes the error that says what this run has done so far
-        (:meth:`unrecorded`)."""
+    def try_save(self, phase: str, note: str = "", *, sync: bool = True) -> JournalError | None:
+        """Append a journal record; the error if the journal cannot be written (disk
+        full, permissions), for the caller to weigh against what the run has done."""
         try:
             self.d.journals.save(
                 self.journal, phase=phase, now=self.d.clock(), note=note, sync=sync
             )
         except JournalError as exc:
-            raise self.unrecorded(phase, exc) from exc
+            return exc
+        return None
+
+    def save(
+        self, phase: str, note: str = "", *, sync: bool = True, failed_step: str | None = None
+    ) -> None:
+        """Append a journal record. A journal that cannot be written becomes the error that
+        says what this run has done so far (:meth:`unrecorded`), reported as a failure of
+        ``failed_step`` when given."""
+        unsaved = self.try_save(phase, note, sync=sync)
+        if unsaved is None:
+            return
+        error = self.unrecorded(phase, unsaved)
+        if failed_step is not None:
+            self.emit(failed_step, "failed", error.message)
+        raise error from unsaved
 
     def save_done(self, step: str, note: str = "") -> None:
         """Record the end of the service's run. The work is done by then (revoked, the
         evidence written or not ours to write): a journal that cannot record it is a
         warning of ``step``, not a failure."""
-        try:
-            self.d.journals.save(self.journal, phase="done", now=self.d.clock(), note=note)
-        except JournalError as exc:
-            self.journal_warning(step, exc)
+        unsaved = self.try_save("done", note)
+        if unsaved is not None:
+            self.journal_warning(step, unsaved)
 
     def journal_warning(self, step: str, exc: JournalError) -> None:
         """The revocation stands, but the journal could not record the end of the run."""
@@ -282,20 +295,18 @@ class _Run:
             f"{free}, then re-run omictl decommission {t.app_id} {t.service_id} (with the "
             "same options; --all lists only ACTIVE bindings)"
         )
-        if j.revocation_record is not None:  # "revoked": the registry has revoked it
+        if j.revocation_record is not None or self.listed_revoked:
+            if j.revocation_record is not None:  # "revoked": the registry has revoked it
+                what = f"{t.service_id} is revoked (its record verified), but the journal "
+                unrecorded = "it"
+                rerun = "its record again and writes the evidence bundle"
+            else:  # asking a REVOKED binding's registry for its record
+                what = f"the registry lists {t.service_id} as REVOKED, but the journal "
+                unrecorded = "the request for its signed record"
+                rerun = "the record again"
             return PartiallyDone(
-                f"{t.service_id} is revoked (its record verified), but the journal could not "
-                f"record it: {exc.message}",
-                hint=f"{one}: it asks the registry for its record again and writes the "
-                "evidence bundle; nothing is sent to the provider",
-                details={**details, "receipt_id": receipt_id},
-            )
-        if self.listed_revoked:  # asking a REVOKED binding's registry for its record
-            return PartiallyDone(
-                f"the registry lists {t.service_id} as REVOKED, but the journal could not "
-                f"record the request for its signed record: {exc.message}",
-                hint=f"{one}: it asks the registry for the record again; nothing is sent to "
-                "the provider",
+                f"{what}could not record {unrecorded}: {exc.message}",
+                hint=f"{one}: it asks the registry for {rerun}; nothing is sent to the provider",
                 details={**details, "receipt_id": receipt_id},
             )
         earlier = j.phase == phase or self.result.resumed_from not in (None, "new")
@@ -346,12 +357,9 @@ class _Run:
         self.emit("resolve", "start", f"reading {t.app_id}/{t.service_id} from {d.registry_url}")
         registry_key = d.registry.registry_key()
         if d.registry.take_first_use_pin():
-            self.emit(
-                "resolve",
-                "warning",
-                f"first contact with {d.registry_url}: pinned its key {key_id(registry_key)} "
-                "(trust on first use; compare it out of band: omictl registry show)",
-            )
+            from omictl.transport.pins import first_use_note
+
+            self.emit("resolve", "warning", first_use_note(d.registry_url, registry_key))
         app = d.registry.get_app(t.app_id)
         if d.signer.public_key != app.master_public_key:
             raise VerificationError(
@@ -434,11 +442,8 @@ class _Run:
                 path, kept = None, f"the provider's answer could not be kept ({unkept.message})"
             self.journal.rejected_receipt = journaled_answer(answer, kept_at=path)
             self.journal.rejection_reason = exc.message[:2000]
-            try:
-                self.d.journals.save(
-                    self.journal, phase="receipt_rejected", now=self.d.clock(), note=exc.message
-                )
-            except JournalError as unsaved:
+            unsaved = self.try_save("receipt_rejected", exc.message)
+            if unsaved is not None:
                 kept += f"; the journal could not record it ({unsaved.message})"
             self.emit(
                 "verify_receipt",
@@ -454,11 +459,7 @@ class _Run:
         self.journal.rejection_reason = None
         # durable with the unbind request's record, which is fdatasync-ed before the unbind
         # leaves (or at the end of the run, decommission()): one fdatasync for both
-        try:
-            self.save("receipt_held", sync=False)
-        except OmictlError as exc:
-            self.emit("verify_receipt", "failed", exc.message)
-            raise
+        self.save("receipt_held", sync=False, failed_step="verify_receipt")
         self.emit(
             "verify_receipt",
             "done",
@@ -602,14 +603,10 @@ class _Run:
                 "signature": to_hex(record.envelope.signature),
             }
             hint = "report this to the registry operator; the record was not accepted"
-            try:
-                self.d.journals.save(
-                    self.journal,
-                    phase="unbind_sent",
-                    now=self.d.clock(),
-                    note="revocation record refused: it names another receipt",
-                )
-            except JournalError as unsaved:
+            unsaved = self.try_save(
+                "unbind_sent", "revocation record refused: it names another receipt"
+            )
+            if unsaved is not None:
                 # Not done: the refusal must survive for a re-run to refuse this record in
                 # a 409 too; without it, a re-run would take it for another request's.
                 hint = (
@@ -625,11 +622,7 @@ class _Run:
             )
         self.journal.revocation_record = record.envelope.to_json()
         # durable with the "done" record after the bundle (or at the end of the run)
-        try:
-            self.save("revoked", sync=False)
-        except OmictlError as exc:
-            self.emit("verify_record", "failed", exc.message)
-            raise
+        self.save("revoked", sync=False, failed_step="verify_record")
         self.result.propagation = [p.to_json() for p in record.propagation]
         summary = ", ".join(f"{p.target} {p.status}" for p in record.propagation) or "none"
         self.emit(

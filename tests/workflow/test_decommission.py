@@ -568,22 +568,27 @@ def test_a_failed_bundle_write_still_syncs_the_revocation_record(
     assert journal.phase == "revoked" and journal.revocation_record is not None
 
 
+class _LosesTheAnswer(FakeRegistry):
+    """The registry revokes on the unbind, but its answer is lost: ``error`` is raised
+    instead (a crash of omictl, a connection reset after the request)."""
+
+    def __init__(self, world: FakeWorld, error: Exception) -> None:
+        super().__init__(world)
+        self.error = error
+
+    def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
+        super().unbind(app_id, service_id, sign=sign)
+        raise self.error
+
+
 def test_a_dry_run_of_a_revoked_binding_never_sends_or_writes(
     world: FakeWorld, tmp_path: Path
 ) -> None:
     """Journal at unbind_sent (our unbind landed, its answer was lost), binding REVOKED: a
     real run asks the registry again for the record; a dry run only says it would."""
-    Crash = RuntimeError
-
-    class LosesTheAnswer(FakeRegistry):
-        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
-            super().unbind(app_id, service_id, sign=sign)
-            raise Crash("the answer was lost")
-
-    with pytest.raises(Crash):
-        decommission(
-            Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=LosesTheAnswer(world))
-        )
+    lost = _LosesTheAnswer(world, RuntimeError("the answer was lost"))
+    with pytest.raises(RuntimeError):
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=lost))
     journal_path = JournalStore(tmp_path / "state").path_for(APP_ID, SERVICE)
     before = journal_path.read_bytes()
     sent = len(world.unbinds)
@@ -994,15 +999,9 @@ def test_a_full_disk_while_asking_a_revoked_binding_for_its_record_is_partial(
     and names the one-service command (--all would not list it)."""
     from omictl.errors import RemoteUnavailable
 
-    class LostAnswer(FakeRegistry):
-        def unbind(self, app_id: str, service_id: str, *, sign: Any) -> Any:
-            super().unbind(app_id, service_id, sign=sign)
-            raise RemoteUnavailable("connection reset after the request (fake)")
-
+    lost = _LosesTheAnswer(world, RemoteUnavailable("connection reset after the request (fake)"))
     with pytest.raises(PartiallyDone):
-        decommission(
-            Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=LostAnswer(world))
-        )
+        decommission(Target(APP_ID, SERVICE), make_deps(world, tmp_path, registry=lost))
     assert world.status[SERVICE] == "REVOKED"
     store = _full_disk_at(monkeypatch, "unbind_sent")(tmp_path / "state")
     with pytest.raises(PartiallyDone) as info:
