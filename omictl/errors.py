@@ -170,6 +170,31 @@ class UsageError(OmictlError):
     code = "usage"
 
 
+def refused_path(exc: BaseException) -> UsageError | None:
+    """The usage error for an OSError about a path the user's environment gives omictl (a
+    name too long for the filesystem, a file where a folder should be, a folder where a
+    file should be, a loop, no permission, a read-only filesystem), whatever code path met
+    it; ``None`` for any other exception, EIO or EMFILE included (those stay bugs)."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.filename is None or not exc.strerror:
+        return None
+    if exc.errno not in (
+        errno.ENAMETOOLONG,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ELOOP,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+    ):
+        return None
+    return UsageError(
+        f"cannot use {exc.filename}: {exc.strerror}",
+        hint="check the path given with --home, --out or the command's arguments",
+    )
+
+
 class KeystoreError(OmictlError):
     """A key or keystore problem: missing key, wrong passphrase, unsafe permissions."""
 

@@ -19,7 +19,7 @@ from omictl import __version__
 from omictl.cli import output
 from omictl.cli.output import Output, is_terminal, render_error
 from omictl.config import Settings, resolve_settings
-from omictl.errors import ExitCode, Interrupted, OmictlError, UsageError
+from omictl.errors import ExitCode, Interrupted, OmictlError, UsageError, refused_path
 
 app = typer.Typer(
     name="omictl",
@@ -272,15 +272,10 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the boundary: a bug, not an expected failure
         if _debug:
             traceback.print_exc()
-        if isinstance(exc, OSError) and _refused_path(exc):
-            # a path the system refuses before omictl's own checks can (a name too long
-            # for the filesystem, a file where a folder should be, a loop, no permission,
-            # a read-only filesystem); any other OSError that escapes (EIO, EMFILE, ...)
-            # stays a bug (exit 1)
-            usage = UsageError(
-                f"cannot use {exc.filename}: {exc.strerror}",
-                hint="check the path given with --home, --out or the command's arguments",
-            )
+        usage = refused_path(exc)
+        if usage is not None:
+            # a path the system refuses before omictl's own checks can; any other OSError
+            # that escapes (EIO, EMFILE, ...) stays a bug (exit 1)
             render_error(usage, json_mode=_json_mode_for_errors)
             return int(usage.exit_code)
         render_error(
@@ -292,28 +287,6 @@ def run(argv: list[str] | None = None) -> int:
         )
         return int(ExitCode.INTERNAL)
     return 0
-
-
-def _refused_path(exc: OSError) -> bool:
-    """An OSError about a path the user's environment gives omictl (too long, not a
-    folder, a folder where a file should be, a loop, no permission, read-only): a usage
-    problem whatever the code path, unlike EIO or EMFILE."""
-    import errno
-
-    return (
-        exc.filename is not None
-        and bool(exc.strerror)
-        and exc.errno
-        in (
-            errno.ENAMETOOLONG,
-            errno.ENOTDIR,
-            errno.EISDIR,
-            errno.ELOOP,
-            errno.EACCES,
-            errno.EPERM,
-            errno.EROFS,
-        )
-    )
 
 
 def _click_exceptions() -> tuple[type[Exception], type[BaseException]]:

@@ -21,6 +21,7 @@ from omictl.errors import (
     PartiallyDone,
     RemoteUnavailable,
     UsageError,
+    refused_path,
 )
 from omictl.fsutil import read_capped
 from omictl.workflow.decommission import (
@@ -144,9 +145,11 @@ def run_batch(
             partial = exc.details.get("result")
             result = _result_from_error(target, exc, partial)
         except Exception as exc:  # a bug in one service must not sink the batch
-            internal = OmictlError(f"internal error: {type(exc).__name__}: {exc}")
-            # what the run did before the bug (receipt, record, bundle) stays in its result
-            result = _result_from_error(target, internal, getattr(exc, "omictl_partial", None))
+            # a path the environment refuses is exit 2 as it is for one service (cli.app);
+            # anything else is a bug (exit 1)
+            error = refused_path(exc) or OmictlError(f"internal error: {type(exc).__name__}: {exc}")
+            # what the run did before the failure (receipt, record, bundle) stays in its result
+            result = _result_from_error(target, error, getattr(exc, "omictl_partial", None))
         if on_result is not None:
             # progress only: a closed stderr (BrokenPipeError) or a bug in the printer
             # must not stop the other services or lose the batch's results

@@ -548,3 +548,31 @@ def test_a_signal_during_the_final_reread_is_still_reported(
         )
     assert [r.status for r in info.value.results] == ["REVOKED"] * 4
     assert all(final_step(r)["status"] == "done" for r in info.value.results)
+
+
+@pytest.mark.parametrize(("errno_", "code"), [(13, 2), (36, 2), (5, 1)])
+def test_a_path_the_environment_refuses_fails_that_service_with_exit_2(
+    tmp_path: Path, errno_: int, code: int
+) -> None:
+    """An OSError about a path (EACCES, name too long) met inside one service is that
+    service's usage error (exit 2, naming the path), as it is for a single decommission;
+    EIO stays a bug (exit 1). The other services go on."""
+    import os
+
+    world = FakeWorld()
+    for sid in ("a-1", "b-2"):
+        world.add_service(sid)
+    refused = str(tmp_path / "journals")
+
+    def deps_for(target: Target) -> Any:
+        if target.service_id == "b-2":
+            raise OSError(errno_, os.strerror(errno_), refused)
+        return make_deps(world, tmp_path)
+
+    results = run_batch([Target(APP_ID, "a-1"), Target(APP_ID, "b-2")], deps_for, concurrency=1)
+    assert [r.status for r in results] == ["REVOKED", "FAILED"]
+    assert [r.exit_code for r in results] == [0, code]
+    error = results[1].error
+    assert error is not None and error["exit_code"] == code
+    assert refused in error["message"]
+    assert error["message"].startswith("cannot use" if code == 2 else "internal error")
