@@ -31,6 +31,20 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "Request body too large"),
     "service_unavailable": (503, "Service unavailable"),
     "internal_error": (500, "Internal error"),
+    # what the HTTP server refuses before a handler runs (the server's send_error)
+    "uri_too_long": (414, "Request URI too long"),
+    "headers_too_large": (431, "Request header fields too large"),
+    "not_implemented": (501, "Method not implemented"),
+    "http_version_not_supported": (505, "HTTP version not supported"),
+}
+
+#: the HTTP status the standard library's server refuses a request with -> problem code
+REFUSED_BY_SERVER: dict[int, str] = {
+    400: "malformed_request",
+    414: "uri_too_long",
+    431: "headers_too_large",
+    501: "not_implemented",
+    505: "http_version_not_supported",
 }
 
 

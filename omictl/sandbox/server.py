@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from omictl.errors import OmictlError
+from omictl.errors import OmictlError, inert
 from omictl.sandbox import provider, purge, registry
 from omictl.sandbox.context import MAX_BODY, PURGE_TARGETS, Context
-from omictl.sandbox.problems import Reply, SandboxProblem, unavailable
+from omictl.sandbox.problems import REFUSED_BY_SERVER, Reply, SandboxProblem, unavailable
 
 log = logging.getLogger("omictl.sandbox")
 
@@ -73,6 +74,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle()
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the server refuses before a handler runs (a bad request line, an unknown
+        method, a URI or header too long) is problem+json too, never the standard
+        library's HTML page (PROTOCOL.md section 5); the connection is closed."""
+        self.close_connection = True
+        self._body_read = True  # nothing of the request is read after this
+        problem = SandboxProblem(
+            REFUSED_BY_SERVER.get(code, "malformed_request"), message or HTTPStatus(code).phrase
+        )
+        log.info("%s -> %s", inert(self.requestline or "(no request line)"), problem.status)
+        self._send(Reply.problem(problem))
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
@@ -91,7 +104,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 log.exception("sandbox handler failed")
                 reply = Reply.problem(SandboxProblem("internal_error", "the sandbox hit a bug"))
-        log.info("%s %s -> %s", self.command, self.path, "dropped" if reply.drop else reply.status)
+        log.info(  # the path is the client's: inert, so it cannot drive the terminal
+            "%s %s -> %s", self.command, inert(self.path), "dropped" if reply.drop else reply.status
+        )
         self._send(reply)
 
     def _dispatch(self, ctx: Context) -> Reply:

@@ -236,9 +236,12 @@ class Store:
         """Record that ``receiver`` accepted (``signer``, ``nonce``) at ``now``.
 
         Returns ``False`` when the pair was already accepted within ``window`` seconds (a
-        replay). Expired pairs are forgotten first. Call inside :meth:`write`.
+        replay), ``window`` s ago included: a request timestamped 300 s ahead of the clock
+        that accepted it is still fresh 600 s later, so forgetting it at exactly 600 s would
+        let that same request through again. Expired pairs are forgotten first. Call inside
+        :meth:`write`.
         """
-        conn.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
+        conn.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
         cursor = conn.execute(
             "INSERT OR IGNORE INTO nonces VALUES (?, ?, ?, ?)",
             (receiver, signer.hex(), nonce, now + window),

@@ -73,16 +73,34 @@ def test_request_stale_by_the_sandbox_clock(
 def test_nonce_is_forgotten_after_600_seconds(
     timed: Sandbox, clock: Clock, http: httpx.Client, master: Signer
 ) -> None:
-    """A nonce accepted 600 s ago may be used again in a fresh request."""
+    """A nonce accepted 600 s ago is still remembered; 601 s ago it may be used again."""
     a, b = timed.service_ids[:2]
     first = unbind_request(timed, a, master, timestamp=T0)
     assert send_unbind(http, timed, a, first).status_code == 200
-    clock.now = T0 + 599
-    reuse = unbind_request(timed, b, master, timestamp=clock.now, nonce=first["data"]["nonce"])
-    assert send_unbind(http, timed, b, reuse).json()["type"] == "urn:omi:error:replayed_nonce"
-    clock.now = T0 + 600
+    for now in (T0 + 599, T0 + 600):
+        clock.now = now
+        reuse = unbind_request(timed, b, master, timestamp=now, nonce=first["data"]["nonce"])
+        assert send_unbind(http, timed, b, reuse).json()["type"] == "urn:omi:error:replayed_nonce"
+    clock.now = T0 + 601
     reuse = unbind_request(timed, b, master, timestamp=clock.now, nonce=first["data"]["nonce"])
     assert send_unbind(http, timed, b, reuse).status_code == 200
+
+
+def test_a_request_from_the_future_cannot_be_replayed_at_the_edge_of_the_window(
+    timed: Sandbox, clock: Clock, http: httpx.Client, master: Signer
+) -> None:
+    """A request timestamped 300 s ahead, accepted at T0, is still fresh at T0 + 600: the
+    same bytes sent again then are a replay, and one second later they are stale."""
+    sid = timed.service_ids[0]
+    envelope = termination(timed, sid, master, timestamp=T0 + 300)
+    assert send_delete(http, timed, sid, envelope).status_code == 200
+    clock.now = T0 + 600
+    before = timed.snapshot()
+    response = send_delete(http, timed, sid, envelope)
+    assert_rejected(response, status=401, code="replayed_nonce", sb=timed, before=before)
+    clock.now = T0 + 601
+    response = send_delete(http, timed, sid, envelope)
+    assert_rejected(response, status=401, code="stale_request", sb=timed, before=before)
 
 
 @pytest.mark.parametrize("offset", [-300, 300], ids=["past", "future"])

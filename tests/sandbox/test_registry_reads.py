@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
 
 import httpx
@@ -185,3 +187,53 @@ def test_head_has_no_body(sb: Sandbox, http: httpx.Client) -> None:
     assert response.status_code == 405
     assert response.content == b""
     assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "malformed_request"),
+        (b"OPTIONS /v1/registry HTTP/1.1\r\nHost: x\r\n\r\n", 501, "not_implemented"),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /v1/registry HTTP/2.0\r\n\r\n", 505, "http_version_not_supported"),
+        (b"GET /v1/registry HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", 431, None),
+    ],
+    ids=["bad-request-line", "unknown-method", "uri-too-long", "http-2", "header-too-long"],
+)
+def test_what_the_server_refuses_before_a_handler_is_problem_json_too(
+    sb: Sandbox, request_bytes: bytes, status: int, code: str | None
+) -> None:
+    """A bad request line, an unknown method, an over-long URI or header: problem+json
+    (PROTOCOL.md section 5), never the standard library's HTML page, and the connection
+    closes."""
+    host, port = sb.registry_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(request_bytes)
+        received = b""
+        while chunk := conn.recv(65536):  # the server closes the connection after it
+            received += chunk
+    if received.startswith(b"HTTP/"):
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {status} ".encode())
+        assert b"\r\ncontent-type: application/problem+json" in head.lower()
+    else:  # a request line the server cannot read is answered as HTTP/0.9: a body only
+        assert request_bytes.startswith((b"GARBAGE", b"GET /v1/registry HTTP/2"))
+        body = received
+    problem = json.loads(body)
+    assert problem["status"] == status
+    assert problem["type"] == f"urn:omi:error:{code or 'headers_too_large'}"
+    assert b"<html" not in body.lower()
+
+
+def test_a_request_path_is_logged_inert(sb: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    """``omictl sandbox`` logs each request to the terminal: a path carrying an escape
+    sequence is logged escaped, so a client cannot drive that terminal."""
+    caplog.set_level(logging.INFO, logger="omictl.sandbox")
+    host, port = sb.registry_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(b"GET /\x1b[2J\x1b]0;owned\x07 HTTP/1.1\r\nConnection: close\r\n\r\n")
+        while conn.recv(65536):
+            pass
+    lines = [r.getMessage() for r in caplog.records if r.name == "omictl.sandbox"]
+    assert any("-> 404" in line for line in lines)
+    assert not any("\x1b" in line or "\x07" in line for line in lines)
