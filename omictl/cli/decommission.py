@@ -264,7 +264,11 @@ def _run_single(
     registry_url = registry_url_for_app(inv.settings, target.app_id)
     derived = registry_is_derived(inv.settings)
     with open_session(
-        inv.settings, registry_url=registry_url, insecure=insecure, derived=derived
+        inv.settings,
+        registry_url=registry_url,
+        insecure=insecure,
+        derived=derived,
+        warn=out.warn,
     ) as session:
         deps = Deps(
             registry=session.registry,
@@ -380,6 +384,7 @@ def _run_many(
                             registry_url=url,
                             insecure=insecure,
                             derived=registry_is_derived(settings),
+                            warn=inv.out.warn,
                         )
                     )
                 return sessions[url]

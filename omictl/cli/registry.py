@@ -8,7 +8,6 @@ need it.
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -75,7 +74,7 @@ def _registry(
     """A registry client (pins not used: the commands compare and pin themselves)."""
     from omictl.transport.http import RetryPolicy, make_client
     from omictl.transport.registry import RegistryClient
-    from omictl.transport.urls import check_url, is_loopback_host
+    from omictl.transport.urls import check_url, plain_http_warning
 
     seconds = (
         inv.settings.timeout
@@ -83,12 +82,9 @@ def _registry(
         else parse_setting("timeout", timeout, source="--timeout")
     )
     normal = check_url(url, insecure=insecure, what="registry URL")
-    host = urllib.parse.urlsplit(normal).hostname or ""
-    if normal.startswith("http://") and not is_loopback_host(host):
-        inv.out.warn(
-            f"--insecure: talking to {normal} over plain HTTP; anyone on the path can read "
-            "and alter the answers"
-        )
+    warning = plain_http_warning(normal, what="registry")
+    if warning is not None:
+        inv.out.warn(warning)
     client = make_client(timeout=seconds, insecure=insecure)
     try:
         yield RegistryClient(

@@ -59,7 +59,9 @@ def status_command(
             timeout=parse_setting("timeout", timeout, source="--timeout")
         )
     derived = registry_is_derived(settings)
-    with open_session(settings, registry_url=url, insecure=insecure, derived=derived) as session:
+    with open_session(
+        settings, registry_url=url, insecure=insecure, derived=derived, warn=inv.out.warn
+    ) as session:
         # the bindings are not signed, but the registry's key is checked as for every
         # contact (PROTOCOL.md section 3): a registry that presents another key than the
         # pinned one is refused (exit 5) before its listing is shown as the truth

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -11,17 +12,26 @@ from omictl.core.envelope import Envelope
 from omictl.errors import ProtocolError
 from omictl.transport.http import RetryPolicy, check_url, request_json
 from omictl.transport.registry import encode_body
+from omictl.transport.urls import host_of, plain_http_warning
 
 
 class ProviderClient:
     """Sends the signed termination request to a service's endpoint."""
 
     def __init__(
-        self, *, client: httpx.Client, policy: RetryPolicy, insecure: bool = False
+        self,
+        *,
+        client: httpx.Client,
+        policy: RetryPolicy,
+        insecure: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
         self._policy = policy
         self._insecure = insecure
+        self._warn = warn  # told once per host reached over plain HTTP (--insecure)
+        self._warned: set[str] = set()
+        self._warned_lock = threading.Lock()
 
     def terminate(self, endpoint_url: str, *, sign: Callable[[], Envelope]) -> Any:
         """``DELETE {endpoint_url}`` with ``sign()`` (called afresh for every try) as the
@@ -40,6 +50,8 @@ class ProviderClient:
         check_url(
             endpoint_url, insecure=self._insecure, what="service endpoint", error=ProtocolError
         )
+        if self._insecure and self._warn is not None:
+            self._warn_plain_http(endpoint_url)
         answer = request_json(
             self._client,
             "DELETE",
@@ -49,3 +61,14 @@ class ProviderClient:
             what="termination request",
         )
         return answer.body
+
+    def _warn_plain_http(self, endpoint_url: str) -> None:
+        warning = plain_http_warning(endpoint_url, what="service endpoint")
+        if warning is None or self._warn is None:
+            return
+        with self._warned_lock:
+            host = host_of(endpoint_url)
+            if host in self._warned:
+                return
+            self._warned.add(host)
+        self._warn(warning)

@@ -135,6 +135,19 @@ def check_url(
     return normal
 
 
+def plain_http_warning(url: str, *, what: str) -> str | None:
+    """The loud warning PROTOCOL.md section 6 asks of ``--insecure`` when ``url`` (already
+    checked) is plain ``http://`` to a non-loopback host; ``None`` otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or is_loopback_host(parts.hostname or ""):
+        return None
+    return (
+        f"--insecure: the {what} {host_of(url)} is plain HTTP; signed requests and the "
+        "answers omictl acts on travel unencrypted, and anyone on the path can read, "
+        "delay or alter them"
+    )
+
+
 def host_of(url: str) -> str:
     """The host (and non-default port) of ``url`` for messages; never raises."""
     try:

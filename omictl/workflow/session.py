@@ -4,7 +4,7 @@ archive. The CLI calls :func:`open_session` and never touches httpx itself."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,11 +49,14 @@ def open_session(
     timeout: float | None = None,
     pin: bool = True,
     derived: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> Iterator[Session]:
     """Open the HTTP client and the registry/provider clients; close them on exit.
 
     ``derived`` says ``registry_url`` was derived from an AppID (no registry configured):
-    a registry that does not answer then gets a hint saying so.
+    a registry that does not answer then gets a hint saying so. ``warn`` is told, once per
+    host, when ``insecure`` lets a signed request go over plain HTTP to a non-loopback
+    registry or service endpoint (PROTOCOL.md section 6: "says so loudly").
 
     Raises :class:`~omictl.errors.UsageError` for a registry URL the transport rules refuse
     (plain http to a non-loopback host without ``insecure``).
@@ -62,8 +65,12 @@ def open_session(
     from omictl.transport.pins import PinStore
     from omictl.transport.provider import ProviderClient
     from omictl.transport.registry import RegistryClient
+    from omictl.transport.urls import plain_http_warning
 
     url = check_url(registry_url, insecure=insecure, what="registry URL")
+    warning = plain_http_warning(url, what="registry") if insecure else None
+    if warning is not None and warn is not None:
+        warn(warning)
     client = make_client(timeout=timeout or settings.timeout, insecure=insecure)
     policy = RetryPolicy()
     try:
@@ -81,7 +88,7 @@ def open_session(
                 if derived
                 else None,
             ),
-            provider=ProviderClient(client=client, policy=policy, insecure=insecure),
+            provider=ProviderClient(client=client, policy=policy, insecure=insecure, warn=warn),
             journals=JournalStore(settings.paths.state_dir),
             archive=Archive(settings.paths.receipts_dir),
         )

@@ -156,7 +156,7 @@ def test_show_insecure_warns(cli: Any, mock: respx.MockRouter) -> None:
     mock.get("http://registry.example/v1/registry").respond(200, json=info())
     result = cli("registry", "show", "http://registry.example", "--insecure")
     assert result.code == 0
-    assert "--insecure: talking to http://registry.example over plain HTTP" in result.err
+    assert "--insecure: the registry registry.example is plain HTTP" in result.err
 
 
 def test_show_rejected_exit_4(cli: Any, mock: respx.MockRouter) -> None:

@@ -549,3 +549,27 @@ def test_a_batch_that_skips_providers_warns_as_loudly_as_one_service(e2e: E2E) -
     assert "3 ACTIVE binding(s)" in res.err and "would be decommissioned" in res.err
     assert "WITHOUT a provider receipt" in res.err
     assert all(e2e.sandbox.binding_status(s) == "ACTIVE" for s in e2e.sandbox.service_ids)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-service", "batch"])
+def test_insecure_says_so_loudly_once_per_host(
+    e2e: E2E, monkeypatch: pytest.MonkeyPatch, batch: bool
+) -> None:
+    """PROTOCOL.md section 6: plain http to a non-loopback host only with --insecure, "that
+    says so loudly". The sandbox's 127.0.0.1 is made to count as remote: without
+    --insecure nothing is sent (exit 2); with it the run goes on and warns once for the
+    registry and once for the service endpoints' host, never once per service."""
+    from omictl.transport import urls
+
+    monkeypatch.setattr(urls, "is_loopback_host", lambda host: False)
+    sid = e2e.sandbox.service_ids[0]
+    args = ["--all", "--concurrency", "2"] if batch else [sid]
+    refused = e2e.cli("decommission", e2e.app_id, *args, "--yes")
+    assert refused.code == 2 and "refusing plain http://" in refused.err
+    assert all(e2e.sandbox.delete_count(s) == 0 for s in e2e.sandbox.service_ids)
+    res = e2e.cli("decommission", e2e.app_id, *args, "--yes", "--insecure")
+    assert res.code == 0, res.err
+    warnings = [line for line in res.err.splitlines() if "--insecure:" in line]
+    assert len(warnings) == 2, res.err
+    assert "the registry 127.0.0.1" in warnings[0] and "plain HTTP" in warnings[0]
+    assert "the service endpoint 127.0.0.1" in warnings[1]

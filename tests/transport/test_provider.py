@@ -97,6 +97,27 @@ def test_plain_http_endpoint_with_insecure(
     }
 
 
+def test_insecure_warns_once_per_plain_http_host(
+    mock: respx.MockRouter, client: httpx.Client, policy: RetryPolicy
+) -> None:
+    """--insecure says so loudly (PROTOCOL.md section 6): one warning per plain-http
+    non-loopback host, none for https or loopback endpoints."""
+    mock.route().respond(200, json={"ok": True})
+    told: list[str] = []
+    provider = ProviderClient(client=client, policy=policy, insecure=True, warn=told.append)
+    for url in (
+        "http://article.cms.example/api/a",
+        "http://article.cms.example/api/b",
+        "https://blob.storage.example/api",
+        "http://127.0.0.1:9/api",
+        "http://mail.relay.example:8080/api",
+    ):
+        provider.terminate(url, sign=sign_termination)
+    assert len(told) == 2
+    assert "service endpoint article.cms.example is plain HTTP" in told[0]
+    assert "mail.relay.example:8080" in told[1]
+
+
 def test_malformed_endpoint_is_protocol_error(provider: ProviderClient) -> None:
     """An endpoint_url the registry got wrong (ftp:) is a protocol error (exit 5)."""
     with pytest.raises(ProtocolError) as info:
