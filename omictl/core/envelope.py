@@ -37,7 +37,9 @@ KEY_ID_CHARS = 16
 #: Top-level members a reader knows; others are ignored (PROTOCOL.md section 1).
 ENVELOPE_MEMBERS = ("version", "data", "signature", "public_key_hint")
 
-_HEX_RE = re.compile(r"[0-9a-fA-F]*")
+#: lower-case hex (the protocol's encoding) or upper-case hex, which readers accept; a mix
+#: of both is neither, and is refused like any other non-hex (PROTOCOL.md section 1)
+_HEX_RE = re.compile(r"[0-9a-f]*|[0-9A-F]*")
 
 
 class EnvelopeError(ProtocolError):
@@ -57,7 +59,7 @@ def parse_hex(
     length: int,
     error: type[OmictlError] = ProtocolError,
 ) -> bytes:
-    """Decode ``value`` as exactly ``length`` bytes of hex (either case).
+    """Decode ``value`` as exactly ``length`` bytes of hex (lower or upper case, not mixed).
 
     Raises ``error`` (default :class:`ProtocolError`) naming ``field`` for anything else:
     a non-string, odd length, a wrong length or a non-hex character.
@@ -67,7 +69,7 @@ def parse_hex(
     if len(value) != 2 * length or not _HEX_RE.fullmatch(value):
         raise error(
             f"{field} must be {2 * length} hex characters ({length} bytes)",
-            hint="hex uses only 0-9 and a-f",
+            hint="hex uses only 0-9 and a-f (or only 0-9 and A-F)",
         )
     return bytes.fromhex(value)
 

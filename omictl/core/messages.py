@@ -452,13 +452,20 @@ def verify_revocation_record(
         raise VerificationError(
             "revocation record revoked_at is not an integer", code="invalid_record"
         )
+    for member in ("receipt_id", "propagation"):  # PROTOCOL.md section 3's record shape
+        if member not in data:
+            raise VerificationError(
+                f"revocation record has no {member} member"
+                + (" (null when no receipt was sent)" if member == "receipt_id" else ""),
+                code="invalid_record",
+            )
     receipt_id = data.get("receipt_id")
     if receipt_id is not None and (not isinstance(receipt_id, str) or len(receipt_id) > 256):
         raise VerificationError(
             "revocation record receipt_id is not a string of at most 256 characters",
             code="invalid_record",
         )
-    raw_prop = data.get("propagation", [])
+    raw_prop = data["propagation"]
     if not isinstance(raw_prop, list):
         raise VerificationError(
             "revocation record propagation is not a list", code="invalid_record"

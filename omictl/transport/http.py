@@ -252,7 +252,9 @@ class RetryPolicy:
     """How many tries and how long to wait between them (PROTOCOL.md section 6).
 
     The wait before try ``n + 1`` is "full jitter": ``jitter() * min(max_delay,
-    base_delay * 2 ** (n - 1))``, or the server's ``Retry-After`` capped at ``max_delay``.
+    base_delay * 2 ** (n - 1))``, or the server's ``Retry-After`` (capped at ``max_delay``)
+    when that is longer: a server may slow the retries down, never speed them up
+    (PROTOCOL.md section 6: exponential backoff and jitter).
     ``sleep``, ``jitter`` and ``clock`` are injectable so tests never wait.
     """
 
@@ -442,16 +444,21 @@ def _problem_text(problem: Problem) -> str:
     return ": ".join(part for part in parts if part)
 
 
-def _rejection(status: int, body: bytes, media: str, *, what: str, host: str) -> RemoteRejected:
-    """Translate a 4xx (PROTOCOL.md section 5): title and detail shown, never the raw body."""
+def _rejection(
+    status: int, body: bytes, media: str, *, what: str, host: str
+) -> RemoteRejected | ProtocolError:
+    """Translate a 4xx (PROTOCOL.md section 5): title and detail shown, never the raw body.
+
+    A 4xx without a problem+json body (an HTML page, text, JSON that is no problem) breaks
+    section 5, which makes it a protocol error (exit 5): exit 4 is for a problem+json 4xx
+    (CLI.md)."""
     problem = _problem_of(status, body, media)
     if problem is None:
-        return RemoteRejected(
-            f"{what} was rejected by {host} (HTTP {status}), without a problem+json explanation",
-            status=status,
-            problem_type="",
+        return ProtocolError(
+            f"{what}: {host} answered HTTP {status} without a problem+json body",
             hint="the server does not follow the OMI error format (PROTOCOL.md section 5); "
             "check the URL points at an OMI registry or service",
+            details={"status": status},
         )
     label = f"HTTP {status} {printable(problem.code, 80)}" if problem.code else f"HTTP {status}"
     return RemoteRejected(
@@ -653,8 +660,8 @@ def _request_loop(
         if attempt == policy.attempts:
             break
         delay = policy.backoff(attempt)
-        if last.retry_after is not None:
-            delay = min(last.retry_after, policy.max_delay)
+        if last.retry_after is not None:  # may ask for longer, never for less than backoff
+            delay = max(delay, min(last.retry_after, policy.max_delay))
         if clock() + delay > until:
             break
         policy.sleep(delay)

@@ -262,7 +262,9 @@ class RegistryClient:
                 what="registry unbind",
             )
         except RemoteRejected as exc:
-            if exc.status != 409 or exc.code != "already_revoked":
+            # the full URN: a bare "already_revoked" or another URN scheme's type is not
+            # this protocol's conflict (PROTOCOL.md section 5), only a rejection
+            if exc.status != 409 or exc.problem_type != "urn:omi:error:already_revoked":
                 raise
             raw_record = exc.problem.get("record")
             record = None

@@ -159,14 +159,15 @@ def test_show_insecure_warns(cli: Any, mock: respx.MockRouter) -> None:
     assert "--insecure: the registry registry.example is plain HTTP" in result.err
 
 
-def test_show_rejected_exit_4(cli: Any, mock: respx.MockRouter) -> None:
-    """A 404 from the registry exits 4 with a one-line error."""
+def test_show_html_404_is_a_protocol_error(cli: Any, mock: respx.MockRouter) -> None:
+    """A 404 HTML page from the "registry" breaks PROTOCOL.md section 5: exit 5 (a
+    protocol error; exit 4 is for a problem+json 4xx) with a one-line error."""
     mock.get(INFO_URL).respond(404, text="<html>nope</html>", headers={"Content-Type": "text/html"})
     result = cli("registry", "show", URL)
-    assert result.code == 4
+    assert result.code == 5
     assert result.err.splitlines()[0] == (
-        "omictl: error: registry info was rejected by registry.example (HTTP 404), "
-        "without a problem+json explanation"
+        "omictl: error: registry info: registry.example answered HTTP 404 without a "
+        "problem+json body"
     )
 
 

@@ -165,8 +165,16 @@ def test_signer_repr_hides_seed() -> None:
 
 
 def test_parse_hex_accepts_both_cases() -> None:
-    """parse_hex accepts upper and lower case."""
-    assert parse_hex("ABcd", field="f", length=2) == b"\xab\xcd"
+    """parse_hex accepts lower-case and upper-case hex."""
+    assert parse_hex("abcd", field="f", length=2) == b"\xab\xcd"
+    assert parse_hex("ABCD", field="f", length=2) == b"\xab\xcd"
+
+
+def test_parse_hex_refuses_mixed_case() -> None:
+    """PROTOCOL.md section 1: readers accept upper-case hex "and reject anything else with
+    an error naming the field"; a mix of cases is neither encoding."""
+    with pytest.raises(ProtocolError, match=r"^f must be 4 hex characters"):
+        parse_hex("ABcd", field="f", length=2)
 
 
 @pytest.mark.parametrize("text", ['{"a":1,"a":2}', '{"a":NaN}', '{"a":Infinity}', "{", b"\xff"])

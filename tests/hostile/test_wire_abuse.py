@@ -197,12 +197,13 @@ def test_registry_key_as_html_refused(hostile: Hostile) -> None:
 
 
 def test_html_error_page_not_dumped(hostile: Hostile) -> None:
-    """A 403 HTML page from the provider: exit 4, generic message, the body never shown."""
+    """A 403 HTML page from the provider: exit 5 (a protocol error: PROTOCOL.md section 5
+    wants problem+json), a generic message, the body never shown."""
     hostile.fake.overrides["delete"] = lambda _r: Reply(
         status=403, body=b"<html><script>SECRET-PAGE</script></html>", content_type="text/html"
     )
     res = hostile.decommission()
-    assert res.code == 4, res.err
-    assert "without a problem+json explanation" in res.err
+    assert res.code == 5, res.err
+    assert "answered HTTP 403 without a problem+json body" in res.err
     assert "SECRET-PAGE" not in res.err + res.out
     assert hostile.fake.unbinds() == 0

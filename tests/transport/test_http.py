@@ -310,13 +310,15 @@ def test_html_4xx_is_generic_rejection(
         content=b"<html><h1>Forbidden secret page</h1></html>",
         headers={"Content-Type": "text/html"},
     )
-    with pytest.raises(RemoteRejected) as info:
+    with pytest.raises(ProtocolError) as info:
         _get(client, policy)
     exc = info.value
-    assert (exc.code, exc.status, exc.exit_code) == ("rejected", 403, ExitCode.REJECTED)
-    assert exc.message == (
-        "test call was rejected by api.example (HTTP 403), without a problem+json explanation"
+    assert (exc.code, exc.details["status"], exc.exit_code) == (
+        "protocol_error",
+        403,
+        ExitCode.VERIFICATION,
     )
+    assert exc.message == "test call: api.example answered HTTP 403 without a problem+json body"
     assert "secret" not in exc.message
 
 
@@ -451,7 +453,8 @@ def test_429_retry_after_capped(
 def test_429_retry_after_http_date(
     mock: respx.MockRouter, client: httpx.Client, policy: RetryPolicy, clock: FakeClock
 ) -> None:
-    """A Retry-After date in the past means retry at once."""
+    """A Retry-After date in the past (or 0) cannot cut the backoff short: the server may
+    slow retries down, never make them a tight loop (PROTOCOL.md section 6)."""
     mock.get(URL).mock(
         side_effect=[
             httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}),
@@ -459,7 +462,7 @@ def test_429_retry_after_http_date(
         ]
     )
     _get(client, policy)
-    assert clock.sleeps == [0.0]
+    assert clock.sleeps == [0.5]
 
 
 @pytest.mark.parametrize(

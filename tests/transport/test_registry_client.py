@@ -242,7 +242,7 @@ def test_list_services_all(mock: respx.MockRouter, registry: RegistryClient) -> 
 def test_path_segments_quoted(mock: respx.MockRouter, registry: RegistryClient) -> None:
     """Ids are percent-encoded as single path segments."""
     route = mock.get(url__regex=r".*").respond(404)
-    with pytest.raises(RemoteRejected):
+    with pytest.raises(ProtocolError):
         registry.get_binding(APP_ID, "a/b?c")
     assert route.calls.last.request.url.raw_path == (
         f"/v1/apps/{APP_ID}/services/a%2Fb%3Fc".encode()
@@ -311,6 +311,25 @@ def test_record_for_other_service_refused(mock: respx.MockRouter, registry: Regi
     assert "cms-other-1" in info.value.message
 
 
+@pytest.mark.parametrize("member", ["receipt_id", "propagation"])
+def test_record_without_a_member_of_its_shape_refused(
+    mock: respx.MockRouter, registry: RegistryClient, member: str
+) -> None:
+    """PROTOCOL.md section 3's record always has receipt_id (null without a receipt) and
+    propagation: a signed record without one is refused, not filled in with a default."""
+    from omictl.core.envelope import sign_envelope
+    from tests.transport.helpers import REGISTRY_SIGNER
+
+    data = dict(record()["data"])
+    del data[member]
+    mock.get(f"{REGISTRY}/v1/registry").respond(200, json=registry_info())
+    mock.post(UNBIND).respond(200, json=sign_envelope(data, REGISTRY_SIGNER).to_json())
+    with pytest.raises(VerificationError) as info:
+        registry.unbind(APP_ID, SERVICE_ID, sign=sign_unbind)
+    assert info.value.code == "invalid_record"
+    assert f"has no {member} member" in info.value.message
+
+
 def test_unbind_key_mismatch_sends_nothing(
     mock: respx.MockRouter, registry: RegistryClient, pins: PinStore
 ) -> None:
@@ -345,6 +364,20 @@ def test_already_revoked_without_record(mock: respx.MockRouter, registry: Regist
     with pytest.raises(AlreadyRevoked) as info:
         registry.unbind(APP_ID, SERVICE_ID, sign=sign_unbind)
     assert info.value.record is None
+
+
+def test_a_bare_already_revoked_type_is_only_a_rejection(
+    mock: respx.MockRouter, registry: RegistryClient
+) -> None:
+    """A 409 whose type is "already_revoked" without this protocol's ``urn:omi:error:``
+    is not the section 3 conflict: a plain rejection (exit 4), never "already revoked"."""
+    mock.get(f"{REGISTRY}/v1/registry").respond(200, json=registry_info())
+    body = {"type": "already_revoked", "title": "t", "status": 409, "record": record()}
+    mock.post(UNBIND).respond(409, json=body, headers={"Content-Type": "application/problem+json"})
+    with pytest.raises(RemoteRejected) as info:
+        registry.unbind(APP_ID, SERVICE_ID, sign=sign_unbind)
+    assert not isinstance(info.value, AlreadyRevoked)
+    assert info.value.exit_code == 4
 
 
 def test_already_revoked_with_forged_record(
