@@ -65,6 +65,15 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class Invalid:
+    """A profile value omictl cannot use, kept as written so that ``config set`` and
+    ``config unset`` can repair the file it is in (see :func:`load_config`)."""
+
+    raw: object
+    message: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """The resolved settings of one invocation."""
 
@@ -78,6 +87,10 @@ class Settings:
     debug: bool = False
     #: where each setting came from: "flag", "env", "profile" or "default"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    #: settings whose profile or environment value is unusable (only when resolved with
+    #: ``lenient``, for the ``config`` commands): key -> (what is wrong, how to repair it);
+    #: the next layer (or the default) applies
+    invalid: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with command-level flags applied (flag beats everything)."""
@@ -133,14 +146,16 @@ def parse_setting(key: str, value: object, *, source: str) -> Any:
     return value
 
 
-def load_config(path: Path) -> dict[str, dict[str, Any]]:
+def load_config(path: Path, *, lenient: bool = False) -> dict[str, dict[str, Any]]:
     """Read ``config.toml``: ``[profiles.NAME]`` tables of settings. Missing file: empty.
 
-    Raises :class:`UsageError` for a file that is not valid TOML or holds unknown settings.
+    Raises :class:`UsageError` for a file that is not valid TOML or holds unknown settings
+    or bad values; with ``lenient``, an unknown setting or a bad value is kept as an
+    :class:`Invalid` instead (the file must still be TOML of the right shape).
     """
     if not path.exists():
         return {}
-    return _profiles(_read_text(path), path)
+    return _profiles(_read_text(path), path, lenient=lenient)
 
 
 def _read_text(path: Path) -> str:
@@ -156,7 +171,7 @@ def _read_text(path: Path) -> str:
         ) from exc
 
 
-def _profiles(text: str, path: Path) -> dict[str, dict[str, Any]]:
+def _profiles(text: str, path: Path, *, lenient: bool = False) -> dict[str, dict[str, Any]]:
     """The profiles of config.toml's ``text`` (see :func:`load_config`)."""
     import tomllib  # lazy: most runs have no config file
 
@@ -175,10 +190,24 @@ def _profiles(text: str, path: Path) -> dict[str, dict[str, Any]]:
     for name, table in profiles.items():
         if not isinstance(table, dict):
             raise UsageError(f"{path}: profiles.{name} must be a table")
-        out[name] = {
-            k: parse_setting(k, v, source=f"{path} [profiles.{name}]") for k, v in table.items()
-        }
+        out[name] = {}
+        for key, value in table.items():
+            try:
+                out[name][key] = parse_setting(key, value, source=f"{path} [profiles.{name}]")
+            except UsageError as exc:
+                if not lenient:
+                    exc.hint = _repair_hint(name, key)
+                    raise
+                out[name][key] = Invalid(value, exc.message)
     return out
+
+
+def _repair_hint(profile: str, key: str) -> str:
+    """How to repair a bad ``key`` in ``profile`` (the config commands accept a bad file)."""
+    chosen = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
+    if key not in PROFILE_KEYS:
+        return f"remove it: omictl {chosen}config unset {key}"
+    return f"fix it with: omictl {chosen}config set {key} VALUE (or config unset {key})"
 
 
 CONFIG_HEADER = "# omictl configuration: one [profiles.NAME] table per profile\n\n"
@@ -198,7 +227,7 @@ def edit_config(path: Path, profile: str, key: str, value: Any | None) -> bool:
     :class:`UsageError` for an unreadable or invalid file, or a symlink.
     """
     validate_profile_name(profile)
-    if value is None and key not in load_config(path).get(profile, {}):
+    if value is None and key not in load_config(path, lenient=True).get(profile, {}):
         return False  # nothing to remove: no lock, no write (a read-only home is fine)
     _refuse_symlink(path, profile, key, value)  # said first, whatever else is wrong
     with updating(path, error=UsageError):  # two `config set` at once lose nothing
@@ -231,7 +260,9 @@ def _edit_locked(path: Path, profile: str, key: str, value: Any | None) -> bool:
     from tomlkit.exceptions import TOMLKitError
 
     text = _read_text(path)
-    expected = _profiles(text, path)  # also refuses a file omictl cannot read
+    # lenient: a bad value elsewhere in the file (or this one) must not stop its repair;
+    # the file must still be TOML omictl can read
+    expected = _profiles(text, path, lenient=True)
     table = expected.setdefault(profile, {})
     if value is None:
         if key not in table:
@@ -252,13 +283,13 @@ def _edit_locked(path: Path, profile: str, key: str, value: Any | None) -> bool:
         else:
             profiles[profile][key] = value
         new_text = tomlkit.dumps(doc)
-        written = _profiles(new_text, path)
+        written = _profiles(new_text, path, lenient=True)
         if profile not in written:
             # a profile written with dotted keys (profiles.ci.key = ...) is not written at
             # all once its last key goes: keep it, as an empty table (`--profile ci` works)
             profiles[profile] = tomlkit.table()
             new_text = tomlkit.dumps(doc)
-            written = _profiles(new_text, path)
+            written = _profiles(new_text, path, lenient=True)
     except (TOMLKitError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(
             f"cannot edit {path}: {short_message(exc)}",
@@ -282,12 +313,24 @@ def resolve_settings(
     debug: bool = False,
     env: Mapping[str, str] | None = None,
     allow_missing_profile: bool = False,
+    lenient: bool = False,
 ) -> Settings:
     """Resolve every setting: flag > environment > profile > default.
 
     Raises :class:`UsageError` for a bad value at any layer, naming where it came from.
+    With ``lenient`` (the ``config`` commands, which must be able to repair a bad
+    profile), a bad profile or environment value is recorded in ``Settings.invalid`` and
+    the next layer applies; a bad flag is still an error.
     """
     env = os.environ if env is None else env
+    if home == "" or env.get("OMICTL_HOME") == "":
+        # an unset CI variable must not send omictl to the user's real keystore
+        where = "--home" if home == "" else "OMICTL_HOME"
+        raise UsageError(
+            f"{where} is set but empty",
+            hint="name the folder omictl should use, or unset OMICTL_HOME for the user's "
+            "own folders",
+        )
     home_value = home if home is not None else env.get("OMICTL_HOME") or None
     if (
         home_value
@@ -302,7 +345,7 @@ def resolve_settings(
     profile_name = validate_profile_name(
         profile if profile is not None else env.get("OMICTL_PROFILE") or DEFAULT_PROFILE
     )
-    profiles = load_config(paths.config_file)
+    profiles = load_config(paths.config_file, lenient=lenient)
     if (
         profile_name not in profiles
         and profile_name != DEFAULT_PROFILE
@@ -323,16 +366,37 @@ def resolve_settings(
     }
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    invalid: dict[str, tuple[str, str]] = {}
     for key in PROFILE_KEYS:
         flag = flags.get(key)
         env_value = env.get(env_names[key]) or None
         if flag is not None:
             values[key], sources[key] = parse_setting(key, flag, source="the command line"), "flag"
-        elif env_value is not None:
-            values[key] = parse_setting(key, env_value, source=env_names[key])
-            sources[key] = "env"
-        elif key in table:
+            continue
+        if env_value is not None:
+            try:
+                values[key] = parse_setting(key, env_value, source=env_names[key])
+                sources[key] = "env"
+                continue
+            except UsageError as exc:
+                exc.hint = f"fix or unset {env_names[key]}"
+                if not lenient:
+                    raise
+                invalid[key] = (exc.message, exc.hint)
+        if key in table and not isinstance(table[key], Invalid):
             values[key], sources[key] = table[key], "profile"
         else:
+            if key in table and key not in invalid:
+                invalid[key] = (table[key].message, _repair_hint(profile_name, key))
             sources[key] = "default"
-    return Settings(paths=paths, profile=profile_name, debug=debug, sources=sources, **values)
+    for key, value in table.items():  # a setting omictl does not know (lenient only)
+        if key not in PROFILE_KEYS and isinstance(value, Invalid):
+            invalid[key] = (value.message, _repair_hint(profile_name, key))
+    return Settings(
+        paths=paths,
+        profile=profile_name,
+        debug=debug,
+        sources=sources,
+        invalid=invalid,
+        **values,
+    )

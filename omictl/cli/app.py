@@ -127,8 +127,9 @@ def main_callback(
         registry=registry,
         output=output,
         debug=debug,
-        # `config set` is how a new profile comes to exist
+        # `config set` is how a new profile comes to exist, and how a bad value is repaired
         allow_missing_profile=ctx.invoked_subcommand == "config",
+        lenient=ctx.invoked_subcommand == "config",
     )
     _json_mode_for_errors = settings.output == "json"
     ctx.obj = Invocation(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from omictl.cli.app import get_invocation
+from omictl.cli.app import Invocation, get_invocation
 from omictl.config import PROFILE_KEYS, edit_config, parse_setting
 from omictl.errors import UsageError
 
@@ -20,6 +20,12 @@ app = typer.Typer(
 def _check_key(key: str) -> None:
     if key not in PROFILE_KEYS:
         raise UsageError(f"unknown setting {key!r}", hint=f"settings: {', '.join(PROFILE_KEYS)}")
+
+
+def _warn_invalid(inv: Invocation) -> None:
+    """Say which settings other commands will refuse, and how to repair each."""
+    for message, repair in inv.settings.invalid.values():
+        inv.out.warn(f"{message}: other commands refuse to run until it is fixed ({repair})")
 
 
 @app.command("show")
@@ -47,6 +53,9 @@ def show_command(ctx: typer.Context) -> None:
             k: {"value": v, "source": s.sources.get(k, "default")} for k, v in values.items()
         },
     }
+    if s.invalid:  # the next layer applies to each; other commands refuse to run
+        doc["invalid"] = {k: {"error": m, "hint": h} for k, (m, h) in s.invalid.items()}
+    _warn_invalid(inv)
     if inv.out.json_mode:
         inv.out.emit_json(doc)
         return
@@ -63,6 +72,9 @@ def get_command(
     """Print one setting's effective value (empty line and exit 0 when unset)."""
     _check_key(key)
     inv = get_invocation(ctx)
+    if key in inv.settings.invalid:
+        message, repair = inv.settings.invalid[key]
+        raise UsageError(message, hint=repair)
     value = getattr(inv.settings, key)
     source = inv.settings.sources.get(key, "default")
     inv.out.result(
@@ -104,8 +116,9 @@ def unset_command(
     ctx: typer.Context, key: Annotated[str, typer.Argument(metavar="KEY", help="Setting.")]
 ) -> None:
     """Remove a setting from the current profile."""
-    _check_key(key)
     inv = get_invocation(ctx)
+    if key not in inv.settings.invalid:  # an unknown name in the file may be removed
+        _check_key(key)
     path = inv.settings.paths.config_file
     removed = edit_config(path, inv.settings.profile, key, None)
     inv.out.result(

@@ -138,3 +138,65 @@ def test_a_plain_http_registry_is_stored_with_a_warning(
     for quiet in ("https://registry.example", "http://127.0.0.1:8080"):
         code, _, err = cli(capsys, *home, "config", "set", "registry", quiet)
         assert code == 0 and "warning" not in err
+
+
+def test_a_bad_profile_value_can_be_repaired_with_config_set_and_unset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad value in config.toml stops the other commands (exit 2, with the repair in the
+    hint), but not the config commands that repair it: show flags it, get of it names it,
+    set replaces it, unset removes an unknown name; the rest of the file is kept."""
+    home = str(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '# mine\n[profiles.default]\ntimeout = "abc"\nbogus = 1\nkey = "ci"\n', encoding="utf-8"
+    )
+    code, _, err = cli(capsys, "--home", home, "keys", "list")
+    assert code == 2 and "timeout (from" in err
+    assert "hint: fix it with: omictl config set timeout VALUE" in err
+    code, out, err = cli(capsys, "--home", home, "-o", "json", "config", "show")
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc["invalid"]) == {"timeout", "bogus"}
+    assert doc["settings"]["timeout"] == {"value": 10.0, "source": "default"}
+    assert doc["settings"]["key"] == {"value": "ci", "source": "profile"}
+    assert "other commands refuse to run until it is fixed" in err
+    code, _, err = cli(capsys, "--home", home, "config", "get", "timeout")
+    assert code == 2 and "must be a number of seconds" in err
+    assert cli(capsys, "--home", home, "config", "set", "timeout", "5")[0] == 0
+    code, _, err = cli(capsys, "--home", home, "keys", "list")
+    assert code == 2 and "unknown setting 'bogus'" in err
+    assert "hint: remove it: omictl config unset bogus" in err
+    assert cli(capsys, "--home", home, "config", "unset", "bogus")[0] == 0
+    assert cli(capsys, "--home", home, "keys", "list")[0] == 0
+    assert config.read_text(encoding="utf-8") == (
+        '# mine\n[profiles.default]\ntimeout = 5.0\nkey = "ci"\n'
+    )
+
+
+def test_a_bad_environment_value_is_shown_by_config_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OMICTL_TIMEOUT=abc: other commands exit 2 naming the variable; config show says
+    which value applies instead (the profile's)."""
+    home = str(tmp_path)
+    cli(capsys, "--home", home, "config", "set", "timeout", "3")
+    monkeypatch.setenv("OMICTL_TIMEOUT", "abc")
+    code, _, err = cli(capsys, "--home", home, "keys", "list")
+    assert code == 2 and "OMICTL_TIMEOUT" in err and "hint: fix or unset OMICTL_TIMEOUT" in err
+    code, out, _ = cli(capsys, "--home", home, "-o", "json", "config", "show")
+    doc = json.loads(out)
+    assert code == 0 and doc["settings"]["timeout"] == {"value": 3.0, "source": "profile"}
+    assert doc["invalid"]["timeout"]["hint"] == "fix or unset OMICTL_TIMEOUT"
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_an_empty_home_is_refused_not_the_user_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """OMICTL_HOME= (an unset CI variable) or --home '' is exit 2, never the user's own
+    keystore and state."""
+    if how == "env":
+        monkeypatch.setenv("OMICTL_HOME", "")
+    code, _, err = cli(capsys, *(["--home", ""] if how == "flag" else []), "keys", "list")
+    assert code == 2 and "is set but empty" in err
