@@ -298,6 +298,9 @@ class SignalInterrupt(KeyboardInterrupt):
         super().__init__(signal_name)
         self.signal_name = signal_name
         self.partial: dict[str, Any] | None = None
+        #: set by whoever turned it into an answer of its own (a "no" at a prompt): the
+        #: CLI then reports that answer, not an interruption
+        self.answered = False
 
 
 class PartiallyDone(OmictlError):

@@ -220,8 +220,8 @@ def run(argv: list[str] | None = None) -> int:
         try:
             with interrupt_on_signals() as caught:
                 status = app(args=args, prog_name="omictl", standalone_mode=False)
-            if caught.interrupt is not None:  # Typer made it a quiet exit 130: report it
-                raise caught.interrupt
+            if caught.interrupt is not None and not caught.interrupt.answered:
+                raise caught.interrupt  # Typer made it a quiet exit 130: report it
         except click_error as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command
                 exc.show()  # type: ignore[attr-defined]  # the group's help, on stderr

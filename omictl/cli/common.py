@@ -35,6 +35,21 @@ def ask(prompt: str) -> str | None:
     return line.rstrip("\r\n")
 
 
+def ask_consent(prompt: str) -> str | None:
+    """:func:`ask` for a confirmation prompt: Ctrl-C (or SIGTERM) there is a "no", as end
+    of input is. Nothing has been sent at a prompt, so the run ends declined (exit 7, as
+    CLI.md says of an abort at the confirmation prompt), not interrupted (exit 130, whose
+    hint speaks of resuming)."""
+    try:
+        return ask(prompt)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, SignalInterrupt):
+            exc.answered = True  # reported as the decline it became (cli.app.run)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write("\n")  # off the prompt's line
+        return None
+
+
 def load_key(inv: Invocation, ref: str | None, passphrase_file: Path | None) -> Signer:
     """Unlock the signing key ``ref`` (default: settings' key), once.
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from omictl.cli.app import Invocation, get_invocation
-from omictl.cli.common import ask, load_key, stdin_is_tty, stop_on_signals
+from omictl.cli.common import ask_consent, load_key, stdin_is_tty, stop_on_signals
 from omictl.cli.output import Output, render_error
 from omictl.cli.render import StepPrinter, render_plan, result_text, summary_json
 from omictl.errors import OmictlError, UsageError, json_text
@@ -229,7 +229,7 @@ def decommission_command(
 def _confirm_single(inv: Invocation) -> Callable[[Plan], bool]:
     def confirm(plan: Plan) -> bool:
         render_plan(inv.out, plan)
-        answer = ask(f"Type the service id ({plan.target.service_id}) to confirm: ")
+        answer = ask_consent(f"Type the service id ({plan.target.service_id}) to confirm: ")
         return answer is not None and answer.strip() == plan.target.service_id
 
     return confirm
@@ -420,7 +420,7 @@ def _run_many(
                 out.emit_json(summary_json([], 0))
             return
         if not yes and not dry_run:
-            answer = ask(f"Type the number of services ({len(targets)}) to confirm: ")
+            answer = ask_consent(f"Type the number of services ({len(targets)}) to confirm: ")
             if answer is None or answer.strip() != str(len(targets)):
                 from omictl.errors import Aborted
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from omictl.cli.common import ask_consent
 from omictl.cli.output import Output, write_data
 from omictl.errors import Aborted, KeystoreError, OmictlError, UsageError
 from omictl.keystore import (
@@ -354,10 +355,8 @@ def delete_cmd(
             )
         what = f"{key.kind} key {name} ({key.key_id})" if key else f"key {name}"
         inv.out.warn(f"this deletes {what}; without a backup it cannot be recovered")
-        sys.stderr.write(f"type the key name ({name}) to confirm: ")
-        sys.stderr.flush()
-        answer = sys.stdin.readline().strip()
-        if answer != name:
+        answer = ask_consent(f"type the key name ({name}) to confirm: ")
+        if answer is None or answer.strip() != name:
             raise Aborted("not confirmed; nothing was deleted")
     deleted = delete_key(keys_dir, name)
     key_id = deleted.key_id if deleted else None

@@ -463,6 +463,25 @@ def test_delete_confirmation_on_tty(cli: Cli, typed: str, code: int) -> None:
     assert (cli.keys_dir / "master.json").exists() is (code != 0)
 
 
+def test_ctrl_c_at_the_delete_prompt_is_a_decline(cli: Cli) -> None:
+    """Ctrl-C at the delete prompt keeps the key and is exit 7 (aborted at the
+    confirmation prompt), not 130."""
+    import signal
+
+    cli.add_seed()
+    cli.monkeypatch.setattr(keys_cli, "_stdin_is_tty", lambda: True)
+
+    def ctrl_c(prompt: str) -> str:
+        signal.raise_signal(signal.SIGINT)
+        raise AssertionError("unreachable")
+
+    cli.monkeypatch.setattr("omictl.cli.common.ask", ctrl_c)
+    result = cli("keys", "delete", "master")
+    assert result.code == 7, result.err
+    assert "not confirmed; nothing was deleted" in result.err
+    assert (cli.keys_dir / "master.json").exists()
+
+
 def test_delete_unknown(cli: Cli) -> None:
     """delete of an unknown key is exit 3."""
     assert_clean_error(cli("keys", "delete", "ghost", "--yes"), 3)

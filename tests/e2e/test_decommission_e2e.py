@@ -232,10 +232,37 @@ def test_declined_prompt_sends_nothing(e2e: E2E, monkeypatch: pytest.MonkeyPatch
     import omictl.cli.decommission as cmd
 
     monkeypatch.setattr(cmd, "stdin_is_tty", lambda: True)
-    monkeypatch.setattr(cmd, "ask", lambda prompt: "not-it")
+    monkeypatch.setattr("omictl.cli.common.ask", lambda prompt: "not-it")
     sid = e2e.sandbox.service_ids[0]
     res = e2e.cli("decommission", e2e.app_id, sid)
     assert res.code == 7
+    assert e2e.sandbox.delete_count(sid) == 0
+
+
+@pytest.mark.parametrize("json_out", [False, True], ids=["text", "json"])
+def test_ctrl_c_at_the_prompt_is_declined_not_interrupted(
+    e2e: E2E, monkeypatch: pytest.MonkeyPatch, json_out: bool
+) -> None:
+    """Ctrl-C at the type-the-service-id prompt: nothing was sent, so it is a decline
+    (exit 7, status ABORTED), not an interruption (exit 130, whose hint speaks of resuming
+    from the journal)."""
+    import signal
+
+    import omictl.cli.decommission as cmd
+
+    def ctrl_c(prompt: str) -> str:
+        signal.raise_signal(signal.SIGINT)  # through omictl's own handler, as at a terminal
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(cmd, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr("omictl.cli.common.ask", ctrl_c)
+    sid = e2e.sandbox.service_ids[0]
+    res = e2e.cli(*(["-o", "json"] if json_out else []), "decommission", e2e.app_id, sid)
+    assert res.code == 7, res.err
+    assert "declined at the confirmation prompt; nothing was sent" in res.err + res.out
+    assert "resume" not in res.err
+    if json_out:
+        assert (res.json()["status"], res.json()["exit_code"]) == ("ABORTED", 7)
     assert e2e.sandbox.delete_count(sid) == 0
 
 
@@ -245,7 +272,7 @@ def test_typed_service_id_confirms(e2e: E2E, monkeypatch: pytest.MonkeyPatch) ->
 
     sid = e2e.sandbox.service_ids[0]
     monkeypatch.setattr(cmd, "stdin_is_tty", lambda: True)
-    monkeypatch.setattr(cmd, "ask", lambda prompt: sid)
+    monkeypatch.setattr("omictl.cli.common.ask", lambda prompt: sid)
     res = e2e.cli("decommission", e2e.app_id, sid)
     assert res.code == 0, res.err
     assert "About to decommission" in res.err
