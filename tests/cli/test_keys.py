@@ -622,21 +622,25 @@ def test_verify_wrong_context_is_5(cli: Cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("envelope", "public_key"),
+    ("envelope", "public_key", "code"),
     [
-        ("{", PUB.hex()),
-        ('{"version": "1.0", "data": {}}', PUB.hex()),
-        ('{"version": "2.0", "data": {}, "signature": "' + "00" * 64 + '"}', PUB.hex()),
-        ('{"version": "1.0", "data": {}, "signature": "' + "00" * 64 + '"}', "xyz"),
+        ("{", PUB.hex(), 2),  # not JSON: nothing to verify
+        ('{"version": "1.0", "data": {}, "signature": "' + "00" * 64 + '"}', "xyz", 2),
+        ('{"version": "1.0", "data": {}}', PUB.hex(), 5),  # JSON that does not verify
+        ('{"version": "2.0", "data": {}, "signature": "' + "00" * 64 + '"}', PUB.hex(), 5),
+        ('{"version": "1.0", "data": {}, "signature": "' + "zz" * 64 + '"}', PUB.hex(), 5),
+        ('{"data": {}, "signature": "' + "00" * 64 + '"}', PUB.hex(), 5),
     ],
 )
-def test_verify_malformed_input_is_2(
-    cli: Cli, tmp_path: Path, envelope: str, public_key: str
+def test_verify_unreadable_input_is_2_an_envelope_that_is_no_good_is_5(
+    cli: Cli, tmp_path: Path, envelope: str, public_key: str, code: int
 ) -> None:
-    """Malformed envelopes or public keys are exit 2, not 5."""
+    """A file that is not JSON, or a bad --public-key, is exit 2 (the input); JSON that is
+    no good envelope (no signature, another version, a signature that is not hex, no
+    version) is exit 5 like a bad signature (CLI.md: "5 on a bad one")."""
     path = tmp_path / "env.json"
     path.write_text(envelope)
-    assert_clean_error(cli("keys", "verify", str(path), "--public-key", public_key), 2)
+    assert_clean_error(cli("keys", "verify", str(path), "--public-key", public_key), code)
 
 
 def test_verify_missing_file_is_2(cli: Cli, tmp_path: Path) -> None:
