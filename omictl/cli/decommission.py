@@ -499,8 +499,13 @@ def _run_many(
             if out.json_mode:
                 out.emit_json(summary_json(results, code))
             else:
+                if any(r.dry_run is not None for r in results):
+                    out.info("dry run: these envelopes would be sent (nothing was sent)")
                 for result in results:
                     out.line(result_text(result))
+                    if result.status == "DRY_RUN" and result.dry_run is not None:
+                        # as for one service (CLI.md: --dry-run prints the signed envelopes)
+                        out.line(json_text(result.dry_run, indent=2))
                 counts = summary_json(results, code)["summary"]
                 out.info("summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if code:

@@ -210,6 +210,31 @@ def test_dry_run_sends_nothing(e2e: E2E) -> None:
     assert e2e.sandbox.delete_count(sid) == 0 and e2e.sandbox.unbind_count(sid) == 0
 
 
+def test_batch_dry_run_prints_the_envelopes_in_text_too(e2e: E2E) -> None:
+    """--all --dry-run without -o json prints each service's signed envelopes on stdout,
+    as a one-service dry run does (CLI.md), and sends nothing."""
+    import json as json_module
+
+    from omictl.core.envelope import parse_envelope, verify_envelope
+
+    res = e2e.cli("decommission", e2e.app_id, "--all", "--yes", "--dry-run")
+    assert res.code == 0, res.err
+    decoder = json_module.JSONDecoder()
+    envelopes, text = [], res.out
+    while (start := text.find("{")) != -1:  # the JSON blocks between the status lines
+        doc, end = decoder.raw_decode(text, start)
+        envelopes.append(doc)
+        text = text[end:]
+    assert len(envelopes) == len(e2e.sandbox.service_ids)
+    for doc in envelopes:
+        sent = doc["termination_request"]
+        verify_envelope(parse_envelope(sent), e2e.master.public_key)
+    assert {d["termination_request"]["data"]["service_id"] for d in envelopes} == set(
+        e2e.sandbox.service_ids
+    )
+    assert all(e2e.sandbox.delete_count(s) == 0 for s in e2e.sandbox.service_ids)
+
+
 def test_no_tty_without_yes_sends_nothing(e2e: E2E) -> None:
     """No terminal and no --yes: exit 2 before anything is sent."""
     sid = e2e.sandbox.service_ids[0]
