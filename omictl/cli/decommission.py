@@ -437,7 +437,7 @@ def _run_many(
                 bar_stopped[0] = True
                 progress.stop()
 
-        if out.err_is_terminal():
+        if out.live():
             from rich.progress import Progress
 
             # stdout is data: the bar must never take it over (Rich redirects it by default);

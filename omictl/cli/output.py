@@ -20,6 +20,15 @@ def _no_color() -> bool:
     return "NO_COLOR" in os.environ
 
 
+def _styled() -> bool:
+    """Colour, styles and live progress at all: CLI.md turns colour and spinners off
+    under ``NO_COLOR`` and when stdout is not a terminal (output piped or redirected),
+    whatever stderr is. ``FORCE_COLOR`` (force-color.org) still forces them."""
+    if "FORCE_COLOR" in os.environ:
+        return True
+    return not _no_color() and is_terminal(sys.stdout)
+
+
 class Output:
     """One invocation's output channels."""
 
@@ -43,6 +52,12 @@ class Output:
         if self._out is None:
             self._out = _console(sys.stdout)
         return self._out
+
+    def live(self) -> bool:
+        """Whether progress on stderr may be live (a bar, "… step" lines) and styled:
+        stderr is a terminal, and neither ``NO_COLOR`` nor a non-terminal stdout turns
+        that off (:func:`_styled`)."""
+        return _styled() and self.err_is_terminal()
 
     def err_is_terminal(self) -> bool:
         """Whether stderr is a terminal, as Rich decides; a plain pipe or file is told
@@ -116,7 +131,14 @@ def _console(stream: TextIO) -> Console:
                 to_devnull(self.file)
 
         _console_class = QuietOnBrokenPipe
-    return _console_class(file=stream, no_color=_no_color(), highlight=False, soft_wrap=True)
+    return _console_class(
+        file=stream,
+        no_color=_no_color(),
+        # no colour and no bold or dim either (Rich's no_color keeps those)
+        color_system="auto" if _styled() else None,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 #: Whether this process has written its JSON document (``-o json``: exactly one). An error

@@ -36,7 +36,7 @@ class StepPrinter:
     def __call__(self, event: StepEvent) -> None:
         if self.quiet and event.status not in ("failed", "warning"):
             return
-        terminal = self.out.err_is_terminal()
+        terminal = self.out.live()
         if event.status == "start" and not (terminal and not self.prefix):
             return
         colour, mark = _MARKS.get(event.status, ("", "•"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 
 import pytest
@@ -130,3 +131,41 @@ def test_an_error_after_the_document_adds_no_second_document(
     captured = capsys.readouterr()
     assert captured.out.count("\n") == 1 and json.loads(captured.out) == {"results": []}
     assert "interrupted (SIGTERM)" in captured.err
+
+
+@pytest.mark.usefixtures("plain_stderr")
+@pytest.mark.parametrize(
+    ("no_color", "stdout_tty", "live"),
+    [(False, True, True), (True, True, False), (False, False, False)],
+    ids=["terminal", "NO_COLOR", "stdout-piped"],
+)
+def test_no_color_or_a_piped_stdout_turn_colour_and_live_progress_off(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_color: bool,
+    stdout_tty: bool,
+    live: bool,
+) -> None:
+    """CLI.md: "NO_COLOR and a non-TTY stdout turn colour and spinners off", whatever
+    stderr is: no "… step" lines, no progress bar, and not even bold or dim (Rich's
+    no_color keeps those) on a terminal stderr."""
+    import omictl.cli.output as output_module
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # stderr: a terminal, as Rich decides
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setattr(
+        output_module, "is_terminal", lambda stream: stream is not sys.stdout or stdout_tty
+    )
+    out = Output(json_mode=False)
+    assert out.err_is_terminal() and out.live() is live
+    StepPrinter(out)(StepEvent("app", "svc", "resolve", "start", "reading the binding"))
+    StepPrinter(out)(StepEvent("app", "svc", "resolve", "done", "ACTIVE"))
+    out.warn("careful")
+    err = capsys.readouterr().err
+    assert ("… resolve" in err) is live
+    assert ("\x1b[" in err) is live
+    plain = re.sub("\x1b\\[[0-9;]*m", "", err)
+    assert "resolve: ACTIVE" in plain and "warning: careful" in plain

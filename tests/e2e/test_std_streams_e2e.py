@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import E2E
 
 
@@ -108,10 +110,14 @@ def test_rich_warnings_into_a_dead_stderr_do_not_end_the_run(e2e: E2E, tmp_path:
     assert e2e.sandbox.binding_status(service) == "REVOKED"
 
 
-def test_a_batch_at_a_terminal_writes_its_document_to_stdout(e2e: E2E, tmp_path: Path) -> None:
-    """stderr on a terminal (so the Rich progress bar runs), stdout into a file: the JSON
-    document goes to the file, never onto the terminal (Rich redirects stdout while a bar
-    runs, and the report was once printed while it still did)."""
+@pytest.mark.parametrize("force_color", [True, False], ids=["FORCE_COLOR", "plain"])
+def test_a_batch_at_a_terminal_writes_its_document_to_stdout(
+    e2e: E2E, tmp_path: Path, force_color: bool
+) -> None:
+    """stderr on a terminal, stdout into a file: the JSON document goes to the file, never
+    onto the terminal (Rich redirects stdout while a bar runs, and the report was once
+    printed while it still did). A non-terminal stdout turns the progress bar off (CLI.md);
+    FORCE_COLOR turns it back on, which is how the bar is exercised here."""
     import pty
     import select
 
@@ -126,7 +132,11 @@ def test_a_batch_at_a_terminal_writes_its_document_to_stdout(e2e: E2E, tmp_path:
             stdin=subprocess.DEVNULL,
             stdout=out_file,
             stderr=slave,
-            env={**os.environ, "TERM": "xterm"},
+            env={
+                **{k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")},
+                "TERM": "xterm",
+                **({"FORCE_COLOR": "1"} if force_color else {}),
+            },
         )
         os.close(slave)
         seen = b""
@@ -148,4 +158,4 @@ def test_a_batch_at_a_terminal_writes_its_document_to_stdout(e2e: E2E, tmp_path:
     doc = json.loads(out_path.read_text())
     assert [r["status"] for r in doc["results"]] == ["REVOKED"] * 3
     assert b'"results"' not in seen  # nothing of the document on the terminal
-    assert b"decommissioning" in seen  # ...where the progress bar did run
+    assert (b"decommissioning" in seen) is force_color  # where the progress bar ran
