@@ -140,8 +140,11 @@ def updating(path: Path, *, error: type[OmictlError] = OmictlError) -> Iterator[
 
 
 def refuse_missing_folder(path: Path) -> None:
-    """An output file's folder must exist (an export never makes folders): raises
+    """An output file's folder must exist (an export never makes folders), and the output
+    must not be a folder itself (``--out ''`` is the current folder): raises
     :class:`~omictl.errors.UsageError` otherwise."""
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a folder", hint="name a file, or - for stdout")
     if path.parent != Path() and not path.parent.is_dir():
         raise UsageError(
             f"folder {path.parent} does not exist", hint="create it first, or choose another file"

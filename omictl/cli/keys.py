@@ -17,6 +17,7 @@ import typer
 from omictl.cli.common import ask_consent
 from omictl.cli.output import Output, write_data
 from omictl.errors import Aborted, KeystoreError, OmictlError, UsageError
+from omictl.fsutil import refuse_missing_folder
 from omictl.keystore import (
     KIND_GUARDIAN,
     KIND_MASTER,
@@ -230,7 +231,7 @@ def export_cmd(
         typer.Option(
             "--out",
             metavar="FILE",
-            help="Write to FILE (atomically) instead of stdout.",
+            help="Write to FILE (atomically) instead of stdout (- is stdout too).",
             dir_okay=False,
         ),
     ] = None,
@@ -238,6 +239,10 @@ def export_cmd(
 ) -> None:
     """Export a key: the encrypted key file (a portable backup), or --public."""
     inv = get_invocation(ctx)
+    if out_file is not None and str(out_file) == "-":
+        out_file = None  # stdout, as without --out
+    if out_file is not None:
+        refuse_missing_folder(out_file)  # before any warning about the key
     keys_dir = inv.settings.paths.keys_dir
     key = load_key(keys_dir, name)
     if public:

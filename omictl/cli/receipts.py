@@ -91,7 +91,10 @@ def export_command(
     receipt_id: Annotated[
         str, typer.Argument(metavar="RECEIPT_ID", help="Receipt id or bundle id.")
     ],
-    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the bundle.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="FILE", help="Where to write the bundle; - for stdout."),
+    ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write an evidence bundle to a file for an auditor (omictl receipts verify checks it)."""
@@ -100,9 +103,12 @@ def export_command(
 
     inv = get_invocation(ctx)
     _, bundle = Archive(inv.settings.paths.receipts_dir).find(receipt_id)
+    if str(out) == "-":  # as `keys import NAME -` and `--from -` read stdin
+        inv.out.emit_json(bundle)
+        return
+    refuse_missing_folder(out)  # as keys export: no folder is made, none written over
     if (out.exists() or out.is_symlink()) and not force:
         raise UsageError(f"{out} exists", hint="pass --force to overwrite it")
-    refuse_missing_folder(out)  # as keys export: no folder is made
     atomic_write_json(out, bundle, mode=0o644, error=UsageError)
     inv.out.result({"path": str(out), "bundle_id": bundle.get("bundle_id")}, str(out))
 

@@ -388,6 +388,21 @@ def test_export_to_stdout_is_the_file(cli: Cli) -> None:
     assert result.out == (cli.keys_dir / "master.json").read_text()
 
 
+def test_export_out_dash_is_stdout_and_an_empty_out_is_refused(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--out - is stdout (as `keys import NAME -` reads stdin), never a file named "-";
+    --out '' (the current folder) is exit 2, said before anything else."""
+    cli.add_seed()
+    monkeypatch.chdir(tmp_path)
+    result = cli("keys", "export", "master", "--public", "--out", "-")
+    assert result.code == 0 and result.out.strip() == PUB.hex()
+    assert not (tmp_path / "-").exists()
+    result = cli("keys", "export", "master", "--out", "")
+    assert_clean_error(result, 2)
+    assert "is a folder" in result.err
+
+
 @pytest.mark.parametrize(
     "encoding", [bytes.hex, lambda s: base64.b64encode(s).decode()], ids=["hex", "b64"]
 )

@@ -593,6 +593,22 @@ def test_receipts_export_makes_no_folder(e2e: E2E, tmp_path: Path) -> None:
     assert not (tmp_path / "no").exists()
 
 
+def test_receipts_export_to_stdout_and_not_onto_a_folder(
+    e2e: E2E, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out - writes the bundle to stdout (no file named "-"); --out '' or a folder is
+    exit 2 naming it."""
+    sid = e2e.sandbox.service_ids[0]
+    rid = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes").json()["receipt_id"]
+    monkeypatch.chdir(tmp_path)
+    res = e2e.cli("receipts", "export", rid, "--out", "-")
+    assert res.code == 0 and res.json()["termination_receipt"]["data"]["receipt_id"] == rid
+    assert not (tmp_path / "-").exists()
+    for where in ("", str(tmp_path)):
+        res = e2e.cli("receipts", "export", rid, "--out", where)
+        assert res.code == 2 and "is a folder" in res.err
+
+
 def test_a_batch_that_skips_providers_warns_as_loudly_as_one_service(e2e: E2E) -> None:
     """--all --skip-provider: the listing's warning says the tenants are not wiped; a dry
     run's listing says "would be", and nothing is sent."""
