@@ -122,6 +122,13 @@ def parse_setting(key: str, value: object, *, source: str) -> Any:
     if key in ("registry", "key"):
         if not isinstance(value, str) or not value:
             raise UsageError(f"{key} (from {source}) must be a non-empty string")
+        if key == "key":
+            from omictl.keyref import check_key_ref  # lazy: keyref imports this module
+
+            try:
+                check_key_ref(value)
+            except UsageError as exc:
+                raise UsageError(f"key (from {source}): {exc.message}", hint=exc.hint) from exc
         return value
     if key == "timeout":
         try:

@@ -26,6 +26,7 @@ from omictl.keystore import (
     parse_seed_text,
     read_key_file,
     unlock,
+    validate_key_name,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +49,27 @@ def describe_key_ref(ref: str) -> str:
         return f"${ref[len(ENV_PREFIX) :]}"
     if ref.startswith(FILE_PREFIX):
         return ref[len(FILE_PREFIX) :]
+    return ref
+
+
+def check_key_ref(ref: str) -> str:
+    """``ref`` if it has the form of a key reference (``NAME``, ``file:PATH``,
+    ``env:VAR``), without reading anything; raises :class:`UsageError` otherwise. Used
+    where a reference is stored (``config set key``) or given, so a typo is said there and
+    not at the first command that needs the key."""
+    if not isinstance(ref, str) or not ref:
+        raise UsageError("a key reference is empty", hint="use NAME, file:PATH or env:VAR")
+    if ref.startswith(FILE_PREFIX):
+        if not ref[len(FILE_PREFIX) :]:
+            raise UsageError("key reference file: names no file", hint="use file:PATH")
+    elif ref.startswith(ENV_PREFIX):
+        var = ref[len(ENV_PREFIX) :]
+        if not var or "=" in var or "\0" in var:
+            raise UsageError(
+                f"key reference env:{var} does not name a variable", hint="use env:VAR"
+            )
+    else:
+        validate_key_name(ref)
     return ref
 
 

@@ -200,3 +200,29 @@ def test_an_empty_home_is_refused_not_the_user_folders(
         monkeypatch.setenv("OMICTL_HOME", "")
     code, _, err = cli(capsys, *(["--home", ""] if how == "flag" else []), "keys", "list")
     assert code == 2 and "is set but empty" in err
+
+
+@pytest.mark.parametrize(
+    ("ref", "fragment"),
+    [
+        ("env:", "does not name a variable"),
+        ("file:", "names no file"),
+        ("bad/name", "is not valid"),
+    ],
+)
+def test_config_set_key_checks_the_reference_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ref: str, fragment: str
+) -> None:
+    """A key reference that cannot be one is refused when stored (exit 2, nothing
+    written), like the other settings, not at the first command that needs the key."""
+    code, _, err = cli(capsys, "--home", str(tmp_path), "config", "set", "key", ref)
+    assert code == 2 and "key (from the command line)" in err and fragment in err
+    assert not (tmp_path / "config.toml").exists()
+
+
+def test_a_bad_key_reference_in_the_environment_names_the_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMICTL_KEY", "bad/name")
+    code, _, err = cli(capsys, "--home", str(tmp_path), "keys", "list")
+    assert code == 2 and "key (from OMICTL_KEY)" in err and "fix or unset OMICTL_KEY" in err
