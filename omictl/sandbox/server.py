@@ -40,6 +40,22 @@ class SandboxServer(ThreadingHTTPServer):
         self.context = context
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed outside any handler (the client reset it, a socket
+        timed out): one log line, never socketserver's traceback on stderr."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("connection from %s dropped: %s", client_address, exc)
+        else:
+            log.warning(
+                "connection from %s failed: %s: %s",
+                client_address,
+                type(exc).__name__,
+                inert(str(exc)),
+            )
+
     def server_bind(self) -> None:
         """Bind without HTTPServer's ``getfqdn`` (a reverse DNS lookup: loopback only)."""
         socketserver.TCPServer.server_bind(self)

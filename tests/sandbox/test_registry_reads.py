@@ -237,3 +237,26 @@ def test_a_request_path_is_logged_inert(sb: Sandbox, caplog: pytest.LogCaptureFi
     lines = [r.getMessage() for r in caplog.records if r.name == "omictl.sandbox"]
     assert any("-> 404" in line for line in lines)
     assert not any("\x1b" in line or "\x07" in line for line in lines)
+
+
+def test_a_client_that_resets_its_connection_leaves_no_traceback(
+    sb: Sandbox, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A client that resets the connection mid-request (a timeout, a killed omictl): the
+    sandbox logs one line at most, never socketserver's traceback, and serves on."""
+    import struct
+    import time
+
+    host, port = sb.registry_url.removeprefix("http://").split(":")
+    for request in (b"", b"GET /v1/registry HTTP/1.1\r\n\r\n", b"POST /v1/x HTTP/1.1\r\n"):
+        conn = socket.create_connection((host, int(port)), timeout=5)
+        conn.sendall(request)  # nothing, a kept-alive request, half a request
+        time.sleep(0.05)  # the handler is waiting for more
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # RST, not FIN
+    time.sleep(0.2)
+    with socket.create_connection((host, int(port)), timeout=5) as conn:  # still serving
+        conn.sendall(b"GET /v1/registry HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err
