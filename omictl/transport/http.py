@@ -290,10 +290,15 @@ class Answer:
 class _Retry(Exception):
     """One try failed in a way that may be retried; carries the error to raise if not."""
 
-    def __init__(self, error: OmictlError, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, error: OmictlError, *, retry_after: float | None = None, sent: bool = True
+    ) -> None:
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
+        #: False when the try never connected (refused, no route, connect timeout): the
+        #: request cannot have reached the server
+        self.sent = sent
 
 
 class _DeadlineExceeded(Exception):
@@ -525,14 +530,14 @@ def _one_try(
         local = is_loopback_host(urllib.parse.urlsplit(url).hostname or "")
         error = RemoteUnavailable(
             f"{what}: cannot get an answer from {host}: {_describe(exc)}",
-            hint="nothing answers on that local port: is `omictl sandbox` (or your server) "
-            "running, and is OMICTL_REGISTRY its URL?"
+            hint=f"nothing answers at {host}: is `omictl sandbox` (or your server) running there?"
             if local and isinstance(exc, httpx.ConnectError)
             else "check the URL and your network, or raise the timeout "
             "(--timeout or OMICTL_TIMEOUT)",
         )
         if retryable:
-            raise _Retry(error) from exc
+            never_connected = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            raise _Retry(error, sent=not never_connected) from exc
         raise error from exc
     except httpx.InvalidURL as exc:
         raise UsageError(f"{what}: {printable(url, 120)} is not a valid URL: {exc}") from exc
@@ -632,6 +637,7 @@ def _request_loop(
     host = host_of(url)
     last: _Retry | None = None
     tried = 0
+    sent = False  # whether any try got as far as sending
     for attempt in range(1, policy.attempts + 1):
         if clock() > until:
             break
@@ -650,6 +656,7 @@ def _request_loop(
             )
         except _Retry as retry:
             last = retry
+            sent = sent or retry.sent
         except _DeadlineExceeded:
             raise RemoteUnavailable(
                 f"{what}: {host} did not finish answering within {deadline:g} s",
@@ -673,5 +680,10 @@ def _request_loop(
     error = last.error
     tries = "1 try" if tried == 1 else f"{tried} tries"
     raise type(error)(
-        f"{error.message} (gave up after {tries})", hint=error.hint, code=error.code
+        f"{error.message} (gave up after {tries})",
+        hint=error.hint,
+        code=error.code,
+        # "never sent" only when no try got past connecting: a caller may then say the
+        # request cannot have arrived (a DELETE that could not connect wiped nothing)
+        details={**error.details, **({} if sent else {"never_sent": True})},
     ) from last.__cause__

@@ -413,7 +413,11 @@ class _Run:
             answer = d.provider.terminate(endpoint, sign=sign)
         except OmictlError as exc:
             self.emit("terminate", "failed", exc.message)
-            if isinstance(exc, RemoteUnavailable) and self.journal.termination_request:
+            if (
+                isinstance(exc, RemoteUnavailable)
+                and self.journal.termination_request
+                and not exc.details.get("never_sent")  # no try connected: nothing arrived
+            ):
                 # a timeout or a dropped connection says nothing about what the provider did
                 exc.hint = (exc.hint + "; " if exc.hint else "") + (
                     "the DELETE may have reached the provider: re-run the same command to "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -641,3 +642,22 @@ def test_insecure_says_so_loudly_once_per_host(
     assert len(warnings) == 2, res.err
     assert "the registry 127.0.0.1" in warnings[0] and "plain HTTP" in warnings[0]
     assert "the service endpoint 127.0.0.1" in warnings[1]
+
+
+def test_a_provider_that_refuses_the_connection_is_not_said_to_have_been_reached(
+    e2e: E2E,
+) -> None:
+    """--endpoint at a local port where nothing listens: exit 6, the hint names that
+    host (not OMICTL_REGISTRY), and does not say the DELETE may have reached the
+    provider: no try connected."""
+    sid = e2e.sandbox.service_ids[0]
+    with socket.socket() as probe:  # a free port: bound, then released
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}/gone"
+    res = e2e.cli("-o", "json", "decommission", e2e.app_id, sid, "--yes", "--endpoint", endpoint)
+    assert res.code == 6, res.err
+    error = res.json()["error"]
+    assert error["details"]["never_sent"] is True
+    assert "may have reached" not in error["hint"] and "OMICTL_REGISTRY" not in error["hint"]
+    assert f"127.0.0.1:{port}" in error["hint"]

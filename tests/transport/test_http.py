@@ -520,6 +520,31 @@ def test_connect_error_retried_then_unavailable(
     assert isinstance(info.value.__cause__, httpx.ConnectError)
 
 
+@pytest.mark.parametrize(
+    ("failures", "never_sent"),
+    [
+        ([httpx.ConnectError("refused")] * 4, True),
+        ([httpx.ConnectTimeout("slow")] * 4, True),
+        ([httpx.ReadTimeout("read")] + [httpx.ConnectError("refused")] * 3, False),
+    ],
+    ids=["refused", "connect-timeout", "one-read-timeout"],
+)
+def test_a_request_that_never_connected_says_so(
+    mock: respx.MockRouter,
+    client: httpx.Client,
+    policy: RetryPolicy,
+    failures: list[Exception],
+    never_sent: bool,
+) -> None:
+    """When no try got past connecting, the error says the request was never sent
+    (details.never_sent), so a DELETE that could not connect is not reported as one that
+    may have wiped the tenant; one try that may have been sent is enough to say nothing."""
+    mock.get(URL).mock(side_effect=failures)
+    with pytest.raises(RemoteUnavailable) as info:
+        _get(client, policy)
+    assert info.value.details.get("never_sent", False) is never_sent
+
+
 def test_connect_error_then_success(
     mock: respx.MockRouter, client: httpx.Client, policy: RetryPolicy
 ) -> None:
