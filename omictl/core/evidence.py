@@ -49,7 +49,7 @@ def build_bundle(
     """Assemble a bundle from envelopes exactly as they were sent and received."""
     record_data = revocation_record.get("data", {})
     receipt_id = receipt.get("data", {}).get("receipt_id") if receipt else None
-    bundle_id = receipt_id or f"REVOCATION-{service_id}-{record_data.get('revoked_at')}"
+    bundle_id = bundle_id_for(receipt_id, service_id, record_data.get("revoked_at"))
     return {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
@@ -68,6 +68,14 @@ def build_bundle(
         "unbind_request": unbind_request,
         "revocation_record": revocation_record,
     }
+
+
+def bundle_id_for(receipt_id: object, service_id: str, revoked_at: object) -> str:
+    """A bundle's id: its receipt id, or for a revocation without a receipt
+    (``--skip-provider``) ``REVOCATION-{service_id}-{revoked_at}``."""
+    if isinstance(receipt_id, str) and receipt_id:
+        return receipt_id
+    return f"REVOCATION-{service_id}-{revoked_at}"
 
 
 def _key_entry(public_key: bytes) -> dict[str, str]:
@@ -217,9 +225,19 @@ def verify_bundle(
             f"bundle holds {shown(receipt_id)}"
         )
     checks.append("revocation record signed by registry key, status REVOKED")
+    # the bundle's id is not signed: it must be the one its signed contents give (as
+    # build_bundle makes it), or a bundle could be shown, listed and found under another
+    # tenant's receipt id
     bundle_id = bundle.get("bundle_id")
+    expected_id = bundle_id_for(receipt_id, service_id, record.revoked_at)
+    if bundle_id != expected_id:
+        raise VerificationError(
+            f"bundle_id {shown(bundle_id)} does not match its signed contents "
+            f"(they give {expected_id})",
+            hint="the bundle was altered; do not accept it as evidence",
+        )
     return BundleReport(
-        bundle_id=bundle_id if isinstance(bundle_id, str) else (receipt_id or ""),
+        bundle_id=expected_id,
         app_id=app_id,
         service_id=service_id,
         receipt_id=receipt_id,

@@ -91,7 +91,13 @@ def test_bundle_exports_and_verifies_offline(e2e: E2E, tmp_path: Path) -> None:
     assert ok.code == 0 and ok.json()["verified"] is True
     # the master key was given; the other two came from the bundle itself, and -o json says so
     assert ok.json()["keys_from_bundle"] == ["service", "registry"]
+    relabelled = json.loads(bundle.read_text())
+    relabelled["bundle_id"] = "RCPT-SOMEONE-ELSES"  # not signed, but must match
+    bundle.write_text(json.dumps(relabelled))
+    bad = e2e.cli("receipts", "verify", str(bundle))
+    assert bad.code == 5 and "does not match its signed contents" in bad.err
     tampered = json.loads(bundle.read_text())
+    tampered["bundle_id"] = rid
     tampered["termination_receipt"]["data"]["message"] = "nothing happened"
     bundle.write_text(json.dumps(tampered))
     bad = e2e.cli("receipts", "verify", str(bundle))
