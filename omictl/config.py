@@ -209,6 +209,21 @@ def _profiles(text: str, path: Path, *, lenient: bool = False) -> dict[str, dict
     return out
 
 
+def missing_profile(profile: str, config_file: Path) -> UsageError:
+    """The error for a ``--profile`` / ``OMICTL_PROFILE`` that config.toml does not hold."""
+    return UsageError(
+        f"profile {profile!r} is not in {config_file}",
+        hint=f"create it with: omictl --profile {profile} config set registry URL",
+    )
+
+
+def profile_exists(settings: Settings) -> bool:
+    """Whether the settings' profile is the default one or is in config.toml."""
+    return settings.profile == DEFAULT_PROFILE or settings.profile in load_config(
+        settings.paths.config_file, lenient=True
+    )
+
+
 def _repair_hint(profile: str, key: str) -> str:
     """How to repair a bad ``key`` in ``profile`` (the config commands accept a bad file)."""
     chosen = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
@@ -358,10 +373,7 @@ def resolve_settings(
         and profile_name != DEFAULT_PROFILE
         and not allow_missing_profile
     ):
-        raise UsageError(
-            f"profile {profile_name!r} is not in {paths.config_file}",
-            hint=f"create it with: omictl --profile {profile_name} config set registry URL",
-        )
+        raise missing_profile(profile_name, paths.config_file)
     table = profiles.get(profile_name, {})
     flags = {"registry": registry, "output": output}
     env_names = {

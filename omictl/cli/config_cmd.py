@@ -7,7 +7,13 @@ from typing import Annotated
 import typer
 
 from omictl.cli.app import Invocation, get_invocation
-from omictl.config import PROFILE_KEYS, edit_config, parse_setting
+from omictl.config import (
+    PROFILE_KEYS,
+    edit_config,
+    missing_profile,
+    parse_setting,
+    profile_exists,
+)
 from omictl.errors import UsageError
 
 app = typer.Typer(
@@ -22,6 +28,14 @@ def _check_key(key: str) -> None:
         raise UsageError(f"unknown setting {key!r}", hint=f"settings: {', '.join(PROFILE_KEYS)}")
 
 
+def _existing(inv: Invocation) -> Invocation:
+    """``inv``, whose profile must exist to be read (set makes one; a typo in --profile
+    must not show the defaults as if they were that profile's)."""
+    if not profile_exists(inv.settings):
+        raise missing_profile(inv.settings.profile, inv.settings.paths.config_file)
+    return inv
+
+
 def _warn_invalid(inv: Invocation) -> None:
     """Say which settings other commands will refuse, and how to repair each."""
     for message, repair in inv.settings.invalid.values():
@@ -31,7 +45,7 @@ def _warn_invalid(inv: Invocation) -> None:
 @app.command("show")
 def show_command(ctx: typer.Context) -> None:
     """Every setting in effect for this profile, and where it comes from."""
-    inv = get_invocation(ctx)
+    inv = _existing(get_invocation(ctx))
     s = inv.settings
     values = {
         "registry": s.registry,
@@ -71,7 +85,7 @@ def get_command(
 ) -> None:
     """Print one setting's effective value (empty line and exit 0 when unset)."""
     _check_key(key)
-    inv = get_invocation(ctx)
+    inv = _existing(get_invocation(ctx))
     if key in inv.settings.invalid:
         message, repair = inv.settings.invalid[key]
         raise UsageError(message, hint=repair)

@@ -226,3 +226,16 @@ def test_a_bad_key_reference_in_the_environment_names_the_variable(
     monkeypatch.setenv("OMICTL_KEY", "bad/name")
     code, _, err = cli(capsys, "--home", str(tmp_path), "keys", "list")
     assert code == 2 and "key (from OMICTL_KEY)" in err and "fix or unset OMICTL_KEY" in err
+
+
+@pytest.mark.parametrize("command", [["show"], ["get", "registry"]])
+def test_reading_a_profile_that_does_not_exist_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """--profile typo config show/get: exit 2 as every other command, not the defaults
+    shown as if they were that profile's; config set still creates it."""
+    home = str(tmp_path)
+    code, _, err = cli(capsys, "--home", home, "--profile", "typo", "config", *command)
+    assert code == 2 and "profile 'typo' is not in" in err
+    assert cli(capsys, "--home", home, "--profile", "typo", "config", "set", "timeout", "3")[0] == 0
+    assert cli(capsys, "--home", home, "--profile", "typo", "config", *command)[0] == 0
