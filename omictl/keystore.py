@@ -677,19 +677,43 @@ def write_key_file(path: Path, key: KeyFile, *, overwrite: bool = False) -> None
     if not overwrite:
         _refuse_existing(path, key.name)
     ensure_private_dir(path.parent, error=KeystoreError)
+    check_keys_dir(path.parent)
     atomic_write_json(path, key.to_json(), error=KeystoreError, sweep_stale=True)
 
 
 # ---------------------------------------------------------------------------- operations
 
 
+def check_keys_dir(keys_dir: Path) -> None:
+    """A keys folder that group or others may write is refused (exit 3), as ``ssh``
+    refuses such a ``~/.ssh``: whoever can write there can replace or remove the keys.
+    A folder others may only read is left alone (each key file is 0600). A missing folder
+    is fine (an empty keystore). POSIX only."""
+    import stat
+
+    if os.name != "posix":  # pragma: no cover - mode bits do not apply
+        return
+    try:
+        mode = stat.S_IMODE(os.stat(keys_dir).st_mode)
+    except OSError:
+        return  # missing, or unreadable: the operation that follows says so
+    if mode & 0o022:
+        raise KeystoreError(
+            f"keys folder {keys_dir} is writable by group or others (mode {mode:o}): "
+            "anyone who can write there can replace or remove your keys",
+            hint=f"chmod 700 {keys_dir}",
+            code="unsafe_permissions",
+        )
+
+
 def load_key(keys_dir: Path, name: str) -> KeyFile:
     """The parsed key file of ``name`` in ``keys_dir`` (no passphrase needed).
 
     Raises :class:`UsageError` for a bad name, :class:`KeystoreError` for an unknown key,
-    unsafe permissions or a malformed file.
+    unsafe permissions (of the file or its folder) or a malformed file.
     """
     path = key_path(keys_dir, name)
+    check_keys_dir(keys_dir)
     if not key_file_present(path):
         raise KeystoreError(
             f"no key named {name!r} in {keys_dir}",
@@ -717,6 +741,7 @@ def generate_key(
     for a passphrase), or when no passphrase can be had.
     """
     path = key_path(keys_dir, name)
+    check_keys_dir(keys_dir)  # before any prompt or key derivation
     _check_kind(kind)
     if not force:
         _refuse_existing(path, name)
@@ -743,10 +768,11 @@ def _seal_or_plain(
 
 @dataclass(frozen=True)
 class KeyListing:
-    """What :func:`list_keys` found: the keys, and one line per file it could not use."""
+    """What :func:`list_keys` found: the keys, and per file it could not use, that file
+    and one line saying why (with what to do)."""
 
     keys: list[KeyFile]
-    problems: list[str]
+    problems: list[tuple[Path, str]]
 
 
 def list_keys(keys_dir: Path) -> KeyListing:
@@ -756,7 +782,8 @@ def list_keys(keys_dir: Path) -> KeyListing:
     to do), not raised, so one bad file does not hide the others.
     """
     keys: list[KeyFile] = []
-    problems: list[str] = []
+    problems: list[tuple[Path, str]] = []
+    check_keys_dir(keys_dir)
     try:
         entries = sorted(keys_dir.glob("*.json"))
     except OSError as exc:
@@ -768,7 +795,7 @@ def list_keys(keys_dir: Path) -> KeyListing:
         try:
             keys.append(load_key(keys_dir, name))
         except OmictlError as exc:
-            problems.append(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
+            problems.append((path, exc.message + (f" (hint: {exc.hint})" if exc.hint else "")))
     return KeyListing(keys=keys, problems=problems)
 
 
@@ -807,6 +834,7 @@ def import_key_bytes(keys_dir: Path, name: str, raw: bytes, *, force: bool = Fal
     :class:`KeystoreError` for a malformed file or an existing key without ``force``.
     """
     path = key_path(keys_dir, name)
+    check_keys_dir(keys_dir)  # before any prompt or key derivation
     key = parse_key_bytes(raw, source="the imported key file")
     if not key.encrypted:
         decrypt_seed(key, b"")
@@ -861,6 +889,7 @@ def import_seed(
     exists and ``force`` is false.
     """
     path = key_path(keys_dir, name)
+    check_keys_dir(keys_dir)  # before any prompt or key derivation
     if not force:
         _refuse_existing(path, name)
     key = _seal_or_plain(seed, name=name, kind=kind, passphrases=passphrases, limits=limits)

@@ -236,6 +236,29 @@ def test_unsafe_permissions_are_refused(tmp_path: Path) -> None:
     assert err.value.hint == f"chmod 600 {path}"
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_a_keys_folder_others_may_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Like ssh with ~/.ssh: a keys folder group or others may write is refused for
+    reading, listing and writing keys (exit 3, chmod 700 in the hint); one they may only
+    read is fine (each key file is 0600)."""
+    keys_dir = tmp_path / "keys"
+    make_key(keys_dir)
+    keys_dir.chmod(mode)
+    calls = (
+        lambda: load_key(keys_dir, "master"),
+        lambda: list_keys(keys_dir),
+        lambda: generate_key(keys_dir, "other", passphrases=source()),
+    )
+    for call in calls:
+        with pytest.raises(KeystoreError) as err:
+            call()
+        assert err.value.code == "unsafe_permissions" and err.value.exit_code == ExitCode.KEY
+        assert err.value.hint == f"chmod 700 {keys_dir}"
+    assert not (keys_dir / "other.json").exists()
+    keys_dir.chmod(0o755)
+    assert load_key(keys_dir, "master").name == "master"
+
+
 def test_unknown_key(tmp_path: Path) -> None:
     """An unknown name is KeystoreError code unknown_key."""
     with pytest.raises(KeystoreError) as err:
@@ -344,7 +367,8 @@ def test_list_keys_sorted_and_reports_problems(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("ignored")
     listing = list_keys(tmp_path)
     assert [k.name for k in listing.keys] == ["alpha", "zeta"]
-    assert len(listing.problems) == 1 and "broken.json" in listing.problems[0]
+    assert len(listing.problems) == 1 and "broken.json" in listing.problems[0][1]
+    assert listing.problems[0][0].name == "broken.json"
 
 
 def test_list_keys_missing_folder_is_empty(tmp_path: Path) -> None:

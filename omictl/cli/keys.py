@@ -185,10 +185,12 @@ def list_cmd(ctx: typer.Context) -> None:
     """List the keys in the keystore (never a private key)."""
     inv = get_invocation(ctx)
     listing = list_keys(inv.settings.paths.keys_dir)
-    for problem in listing.problems:
+    for _, problem in listing.problems:
         inv.out.warn(problem)
     if inv.out.json_mode:
-        inv.out.emit_json({"keys": [k.info() for k in listing.keys]})
+        # as receipts list: a file omictl cannot use is reported, not silently left out
+        unreadable = [{"path": str(path), "error": why} for path, why in listing.problems]
+        inv.out.emit_json({"keys": [k.info() for k in listing.keys], "unreadable": unreadable})
         return
     if not listing.keys:
         inv.out.info(f"no keys in {inv.settings.paths.keys_dir}; create one: omictl keys generate")

@@ -209,6 +209,9 @@ def test_list_warns_about_broken_file(cli: Cli) -> None:
     assert result.code == 0
     assert [k["name"] for k in result.json()["keys"]] == ["master"]
     assert "broken.json" in result.err
+    # and in the document, as receipts list does: a script sees the file it cannot use
+    [unreadable] = result.json()["unreadable"]
+    assert unreadable["path"] == str(cli.keys_dir / "broken.json") and unreadable["error"]
 
 
 def test_show_json_exact(cli: Cli) -> None:
