@@ -88,6 +88,8 @@ def demo_command(
             doc = result.to_json()
             doc["bundle_verified"] = report.to_json()
             doc["purged_targets"] = targets
+            # the bundle path is under this home, which is removed unless --keep
+            doc["demo_home"] = {"path": tmp, "kept": keep}
             out.emit_json(doc)
         else:
             out.line(result_text(result))

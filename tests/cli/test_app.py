@@ -158,6 +158,23 @@ def test_an_interrupted_json_demo_has_the_demo_hint_in_its_document(
     assert "starts afresh" in doc["error"]["hint"] and "journal" not in doc["error"]["hint"]
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_json_demo_says_whether_the_bundle_path_still_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep: bool
+) -> None:
+    """`omictl -o json demo`: its bundle path lies in the demo's home, removed at the end
+    unless --keep; the document says which (demo_home), and the path is there iff kept."""
+    import shutil
+
+    code = run(["--home", str(tmp_path), "-o", "json", "demo", *(["--keep"] if keep else [])])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["status"] == "REVOKED"
+    assert doc["demo_home"]["kept"] is keep
+    assert Path(doc["bundle"]).is_relative_to(doc["demo_home"]["path"])
+    assert Path(doc["bundle"]).exists() is keep
+    shutil.rmtree(doc["demo_home"]["path"], ignore_errors=True)
+
+
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_version_with_json_output_is_one_json_document(
     tmp_path: Path,
