@@ -69,7 +69,9 @@ class Invalid:
     """A profile value omictl cannot use, kept as written so that ``config set`` and
     ``config unset`` can repair the file it is in (see :func:`load_config`)."""
 
-    raw: object
+    #: the value as written, by its repr (a TOML ``nan`` is not equal to itself, and the
+    #: edit's read-back compares the profiles before and after)
+    raw: str
     message: str
 
 
@@ -113,8 +115,12 @@ def validate_profile_name(name: str) -> str:
     return name
 
 
-def parse_setting(key: str, value: object, *, source: str) -> Any:
-    """Check one setting's value; raise :class:`UsageError` naming ``source`` if wrong."""
+def parse_setting(key: str, value: object, *, source: str, check_ref: bool = False) -> Any:
+    """Check one setting's value; raise :class:`UsageError` naming ``source`` if wrong.
+
+    ``check_ref`` also checks a ``key`` reference's form (``config set key``): elsewhere a
+    stored reference is checked when it is used, so an explicit ``--key`` or a command
+    that needs no key is never stopped by it (``cli.common.default_key_ref``)."""
     if key not in PROFILE_KEYS:
         raise UsageError(
             f"unknown setting {key!r} (from {source})", hint=f"settings: {', '.join(PROFILE_KEYS)}"
@@ -122,7 +128,7 @@ def parse_setting(key: str, value: object, *, source: str) -> Any:
     if key in ("registry", "key"):
         if not isinstance(value, str) or not value:
             raise UsageError(f"{key} (from {source}) must be a non-empty string")
-        if key == "key":
+        if key == "key" and check_ref:
             from omictl.keyref import check_key_ref  # lazy: keyref imports this module
 
             try:
@@ -205,7 +211,7 @@ def _profiles(text: str, path: Path, *, lenient: bool = False) -> dict[str, dict
                 if not lenient:
                     exc.hint = _repair_hint(name, key)
                     raise
-                out[name][key] = Invalid(value, exc.message)
+                out[name][key] = Invalid(repr(value), exc.message)
     return out
 
 
@@ -345,7 +351,7 @@ def resolve_settings(
     the next layer applies; a bad flag is still an error.
     """
     env = os.environ if env is None else env
-    if home == "" or env.get("OMICTL_HOME") == "":
+    if home == "" or (home is None and env.get("OMICTL_HOME") == ""):
         # an unset CI variable must not send omictl to the user's real keystore
         where = "--home" if home == "" else "OMICTL_HOME"
         raise UsageError(
@@ -367,7 +373,10 @@ def resolve_settings(
     profile_name = validate_profile_name(
         profile if profile is not None else env.get("OMICTL_PROFILE") or DEFAULT_PROFILE
     )
-    profiles = load_config(paths.config_file, lenient=lenient)
+    # every profile is read leniently: a bad value in a profile this run does not use
+    # must not stop it; the selected profile's bad values are refused below (unless
+    # lenient)
+    profiles = load_config(paths.config_file, lenient=True)
     if (
         profile_name not in profiles
         and profile_name != DEFAULT_PROFILE
@@ -375,6 +384,9 @@ def resolve_settings(
     ):
         raise missing_profile(profile_name, paths.config_file)
     table = profiles.get(profile_name, {})
+    for key, value in table.items():
+        if isinstance(value, Invalid) and not lenient:
+            raise UsageError(value.message, hint=_repair_hint(profile_name, key))
     flags = {"registry": registry, "output": output}
     env_names = {
         "registry": "OMICTL_REGISTRY",

@@ -11,7 +11,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from omictl.cli.app import Invocation
-from omictl.errors import SignalInterrupt
+from omictl.errors import SignalInterrupt, UsageError
 
 if TYPE_CHECKING:
     from omictl.core.envelope import Signer
@@ -59,11 +59,34 @@ def load_key(inv: Invocation, ref: str | None, passphrase_file: Path | None) -> 
     from omictl.keystore import PassphraseSource
 
     return load_signer(
-        ref or inv.settings.key,
+        ref or default_key_ref(inv),
         keys_dir=inv.settings.paths.keys_dir,
         passphrases=PassphraseSource(passphrase_file=passphrase_file),
         warn=inv.out.warn,
     )
+
+
+def default_key_ref(inv: Invocation) -> str:
+    """The key reference the settings give (``OMICTL_KEY``, the profile's ``key``, else
+    ``master``), its form checked here, when a command needs it: a malformed one is exit 2
+    naming where it came from. Checked at use, not when settings resolve, so an explicit
+    ``--key`` or a command that needs no key is never stopped by it."""
+    from omictl.keyref import check_key_ref
+
+    ref = inv.settings.key
+    source = inv.settings.sources.get("key")
+    try:
+        return check_key_ref(ref)
+    except UsageError as exc:
+        where = {"env": "OMICTL_KEY", "profile": f"profile {inv.settings.profile}"}.get(
+            source or "", "the settings"
+        )
+        fix = (
+            "fix or unset OMICTL_KEY"
+            if source == "env"
+            else "fix it with: omictl config set key REF, or pass --key REF"
+        )
+        raise UsageError(f"key (from {where}): {exc.message}", hint=fix) from exc
 
 
 class Caught:

@@ -106,7 +106,7 @@ def set_command(
     _check_key(key)
     inv = get_invocation(ctx)
     path = inv.settings.paths.config_file
-    parsed = parse_setting(key, value, source="the command line")
+    parsed = parse_setting(key, value, source="config set", check_ref=True)
     if key == "registry":
         from omictl.transport.http import check_url
 

@@ -24,6 +24,7 @@ from omictl.keystore import (
     KeyFile,
     PassphraseSource,
     change_passphrase,
+    check_keys_dir,
     delete_key,
     export_key_bytes,
     generate_key,
@@ -159,6 +160,7 @@ def generate_cmd(
 ) -> None:
     """Create a new Ed25519 key, encrypted with a passphrase."""
     inv = get_invocation(ctx)
+    check_keys_dir(inv.settings.paths.keys_dir)  # before any prompt
     passphrases = _new_key_passphrases(no_passphrase, passphrase_file)
     replaced = _replaced_key_id(inv.settings.paths.keys_dir, name) if force else None
     key = generate_key(
@@ -301,6 +303,7 @@ def import_cmd(
     """Import an omictl key file (a backup), or a raw seed with --seed."""
     inv = get_invocation(ctx)
     keys_dir = inv.settings.paths.keys_dir
+    check_keys_dir(keys_dir)  # before the seed or a passphrase is asked for
     if not seed and (guardian or no_passphrase or passphrase_file is not None):
         raise UsageError(
             "--guardian, --no-passphrase and --passphrase-file only apply with --seed",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from omictl.cli.app import get_invocation
-from omictl.cli.common import stop_on_signals
+from omictl.cli.common import default_key_ref, stop_on_signals
 from omictl.cli.output import Output
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def sandbox(
     inv = get_invocation(ctx)
     if reset and state is None:
         raise UsageError("--reset needs --state FILE (without it the state is in memory)")
-    master = load_public_key(key or inv.settings.key, keys_dir=inv.settings.paths.keys_dir)
+    master = load_public_key(key or default_key_ref(inv), keys_dir=inv.settings.paths.keys_dir)
     running = start_sandbox(
         master_public_key=master,
         host=host,

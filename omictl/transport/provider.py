@@ -50,8 +50,7 @@ class ProviderClient:
         check_url(
             endpoint_url, insecure=self._insecure, what="service endpoint", error=ProtocolError
         )
-        if self._insecure and self._warn is not None:
-            self._warn_plain_http(endpoint_url)
+        self.announce(endpoint_url)
         answer = request_json(
             self._client,
             "DELETE",
@@ -62,9 +61,19 @@ class ProviderClient:
         )
         return answer.body
 
-    def _warn_plain_http(self, endpoint_url: str) -> None:
-        warning = plain_http_warning(endpoint_url, what="service endpoint")
-        if warning is None or self._warn is None:
+    def announce(self, endpoint_url: str) -> None:
+        """Say loudly, once per host, that ``--insecure`` lets the DELETE to
+        ``endpoint_url`` go over plain HTTP to a non-loopback host (PROTOCOL.md section 6).
+        The workflow calls it with the plan, so the warning comes before the confirmation
+        prompt and in a dry run too; :meth:`terminate` calls it again (said once). Never
+        raises: a malformed URL is :meth:`terminate`'s to refuse."""
+        if not self._insecure or self._warn is None:
+            return
+        try:
+            warning = plain_http_warning(endpoint_url, what="service endpoint")
+        except ValueError:  # not a URL at all: terminate refuses it
+            return
+        if warning is None:
             return
         with self._warned_lock:
             host = host_of(endpoint_url)

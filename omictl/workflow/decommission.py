@@ -761,6 +761,8 @@ class _Run:
 
         endpoint = d.endpoint_override or binding.endpoint_url
         held = self.held_receipt_id
+        if not t.skip_provider and j.receipt is None:
+            d.provider.announce(endpoint)  # --insecure's warning, before consent
         plan = Plan(
             target=t,
             app=app,

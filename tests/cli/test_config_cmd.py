@@ -200,6 +200,8 @@ def test_an_empty_home_is_refused_not_the_user_folders(
         monkeypatch.setenv("OMICTL_HOME", "")
     code, _, err = cli(capsys, *(["--home", ""] if how == "flag" else []), "keys", "list")
     assert code == 2 and "is set but empty" in err
+    if how == "env":  # the flag beats the environment: an explicit --home is used
+        assert cli(capsys, "--home", str(tmp_path), "keys", "list")[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -216,16 +218,23 @@ def test_config_set_key_checks_the_reference_form(
     """A key reference that cannot be one is refused when stored (exit 2, nothing
     written), like the other settings, not at the first command that needs the key."""
     code, _, err = cli(capsys, "--home", str(tmp_path), "config", "set", "key", ref)
-    assert code == 2 and "key (from the command line)" in err and fragment in err
+    assert code == 2 and "key (from config set)" in err and fragment in err
     assert not (tmp_path / "config.toml").exists()
 
 
-def test_a_bad_key_reference_in_the_environment_names_the_variable(
+def test_a_bad_key_reference_in_the_environment_is_said_where_the_key_is_needed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """OMICTL_KEY=bad/name: a command that needs the default key says so, naming the
+    variable (exit 2); a command that needs no key, or is given one explicitly, runs."""
+    home = str(tmp_path)
     monkeypatch.setenv("OMICTL_KEY", "bad/name")
-    code, _, err = cli(capsys, "--home", str(tmp_path), "keys", "list")
+    assert cli(capsys, "--home", home, "keys", "list")[0] == 0
+    code, _, err = cli(capsys, "--home", home, "sandbox", "--port", "0")
     assert code == 2 and "key (from OMICTL_KEY)" in err and "fix or unset OMICTL_KEY" in err
+    monkeypatch.setenv("OMICTL_KEY", "env:")
+    code, _, err = cli(capsys, "--home", home, "sandbox", "--key", "nosuch", "--port", "0")
+    assert code == 3 and "nosuch" in err  # the explicit key was used, and is missing
 
 
 @pytest.mark.parametrize("command", [["show"], ["get", "registry"]])
@@ -239,3 +248,33 @@ def test_reading_a_profile_that_does_not_exist_is_exit_2(
     assert code == 2 and "profile 'typo' is not in" in err
     assert cli(capsys, "--home", home, "--profile", "typo", "config", "set", "timeout", "3")[0] == 0
     assert cli(capsys, "--home", home, "--profile", "typo", "config", *command)[0] == 0
+
+
+def test_a_bad_value_in_a_profile_this_run_does_not_use_stops_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timeout = "abc" in [profiles.default] while OMICTL_PROFILE=ci: ci's commands run;
+    the default profile's commands refuse, with a hint that repairs that profile."""
+    home = str(tmp_path)
+    (tmp_path / "config.toml").write_text(
+        '[profiles.default]\ntimeout = "abc"\n[profiles.ci]\nconcurrency = 2\n', encoding="utf-8"
+    )
+    monkeypatch.setenv("OMICTL_PROFILE", "ci")
+    assert cli(capsys, "--home", home, "keys", "list")[0] == 0
+    code, _, err = cli(capsys, "--home", home, "--profile", "default", "keys", "list")
+    assert code == 2 and "hint: fix it with: omictl config set timeout VALUE" in err
+    monkeypatch.delenv("OMICTL_PROFILE")
+    assert cli(capsys, "--home", home, "config", "set", "timeout", "5")[0] == 0
+    assert cli(capsys, "--home", home, "keys", "list")[0] == 0
+
+
+def test_a_nan_elsewhere_in_the_file_does_not_stop_an_edit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TOML nan is not equal to itself: the edit's read-back compares bad values by
+    what was written, so setting another key still works and keeps the nan as written."""
+    home = str(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text("[profiles.ci]\ntimeout = nan\n[profiles.default]\ntimeout = 5\n")
+    assert cli(capsys, "--home", home, "config", "set", "concurrency", "4")[0] == 0
+    assert "timeout = nan" in config.read_text() and "concurrency = 4" in config.read_text()

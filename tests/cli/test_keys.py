@@ -851,3 +851,31 @@ def test_a_keys_folder_that_cannot_be_searched_is_a_keystore_problem(cli: Cli) -
     result = cli("keys", "generate", "other", "--no-passphrase")
     assert_clean_error(result, 3)
     assert "Permission denied" in result.err and "hint:" in result.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["generate", "new"], ["import", "new", "--seed"]],
+    ids=["generate", "import-seed"],
+)
+def test_a_keys_folder_others_may_write_is_refused_before_any_prompt(
+    cli: Cli, args: list[str]
+) -> None:
+    """The folder check comes before the passphrase or the secret seed is asked for: a
+    user never types a secret into a command that then refuses (exit 3)."""
+    import getpass
+
+    cli.add_seed()
+    cli.keys_dir.chmod(0o777)
+    asked: list[str] = []
+
+    def prompt(text: str = "") -> str:
+        asked.append(text)
+        return "x" * 64
+
+    cli.monkeypatch.setattr(keys_cli, "_stdin_is_tty", lambda: True)
+    cli.monkeypatch.setattr(getpass, "getpass", prompt)
+    result = cli("keys", *args)
+    assert_clean_error(result, 3)
+    assert "chmod 700" in result.err and asked == []
+    assert not (cli.keys_dir / "new.json").exists()

@@ -648,6 +648,14 @@ def test_insecure_says_so_loudly_once_per_host(
     assert len(warnings) == 2, res.err
     assert "the registry 127.0.0.1" in warnings[0] and "plain HTTP" in warnings[0]
     assert "the service endpoint 127.0.0.1" in warnings[1]
+    if not batch:  # said with the plan, before consent and before the DELETE
+        lines = res.err.splitlines()
+        said = lines.index(warnings[1])
+        assert said < next(i for i, line in enumerate(lines) if "confirm:" in line)
+    if not batch:  # a dry run sends nothing, and says it all the same
+        other = e2e.sandbox.service_ids[1]
+        dry = e2e.cli("decommission", e2e.app_id, other, "--dry-run", "--insecure")
+        assert dry.code == 0 and dry.err.count("--insecure:") == 2, dry.err
 
 
 def test_a_provider_that_refuses_the_connection_is_not_said_to_have_been_reached(

@@ -131,6 +131,9 @@ class FakeProvider:
     def __init__(self, world: FakeWorld) -> None:
         self.w = world
 
+    def announce(self, endpoint_url: str) -> None:
+        """The fake world is never plain HTTP to another host."""
+
     def terminate(self, endpoint_url: str, *, sign: Callable[[], Envelope]) -> Any:
         env = sign()
         self.w.deletes.append(env.to_json())
