@@ -230,21 +230,19 @@ def export_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Key name.")],
     public: Annotated[bool, typer.Option("--public", help="Only the public key (hex).")] = False,
-    out_file: Annotated[
-        Path | None,
+    out: Annotated[
+        str | None,  # not a Path: Path("./-") is "-", and only "-" itself means stdout
         typer.Option(
             "--out",
             metavar="FILE",
             help="Write to FILE (atomically) instead of stdout (- is stdout too).",
-            dir_okay=False,
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite FILE.")] = False,
 ) -> None:
     """Export a key: the encrypted key file (a portable backup), or --public."""
     inv = get_invocation(ctx)
-    if out_file is not None and str(out_file) == "-":
-        out_file = None  # stdout, as without --out
+    out_file = None if out in (None, "-") else Path(out)  # "-": stdout, as without --out
     if out_file is not None:
         refuse_missing_folder(out_file)  # before any warning about the key
     keys_dir = inv.settings.paths.keys_dir
@@ -265,10 +263,10 @@ def export_cmd(
     if out_file is not None:
         # A public key may be shared; a backup stays private.
         write_output_file(out_file, content, force=force, mode=0o644 if public else 0o600)
-        inv.out.success(f"exported {'public key' if public else 'key'} {name} to {out_file}")
+        inv.out.success(f"exported {'public key' if public else 'key'} {name} to {out}")
         inv.out.result(
-            {"name": name, "key_id": key.key_id, "public": public, "path": str(out_file)},
-            str(out_file),
+            {"name": name, "key_id": key.key_id, "public": public, "path": out},
+            str(out),
         )
         return
     if inv.out.json_mode:
@@ -535,7 +533,7 @@ def verify_cmd(
     from omictl.core.envelope import key_id, parse_envelope, parse_hex, parse_json, verify_envelope
 
     inv = get_invocation(ctx)
-    pub = parse_hex(public_key, field="--public-key", length=32, error=UsageError)
+    pub = parse_hex(public_key, field="--public-key", length=32, error=UsageError, typed=True)
     doc = parse_json(_read_input(envelope_file, what="envelope"), what="envelope", error=UsageError)
     # JSON that is no good envelope (another version, a signature that is not 128 hex, no
     # data) does not verify: exit 5, as receipts verify says of a bundle's envelopes, so a

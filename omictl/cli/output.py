@@ -17,16 +17,18 @@ if TYPE_CHECKING:
 
 
 def _no_color() -> bool:
-    return "NO_COLOR" in os.environ
+    """``NO_COLOR`` set to anything but the empty string (no-color.org)."""
+    return bool(os.environ.get("NO_COLOR"))
 
 
 def _styled() -> bool:
     """Colour, styles and live progress at all: CLI.md turns colour and spinners off
     under ``NO_COLOR`` and when stdout is not a terminal (output piped or redirected),
-    whatever stderr is. ``FORCE_COLOR`` (force-color.org) still forces them."""
-    if "FORCE_COLOR" in os.environ:
-        return True
-    return not _no_color() and is_terminal(sys.stdout)
+    whatever stderr is. A non-empty ``FORCE_COLOR`` (force-color.org) turns them back on
+    for a piped stdout; ``NO_COLOR`` wins over it."""
+    if _no_color():
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or is_terminal(sys.stdout)
 
 
 class Output:

@@ -92,7 +92,7 @@ def export_command(
         str, typer.Argument(metavar="RECEIPT_ID", help="Receipt id or bundle id.")
     ],
     out: Annotated[
-        Path,
+        str,  # not a Path: Path("./-") is "-", and only "-" itself means stdout
         typer.Option("--out", metavar="FILE", help="Where to write the bundle; - for stdout."),
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -103,14 +103,15 @@ def export_command(
 
     inv = get_invocation(ctx)
     _, bundle = Archive(inv.settings.paths.receipts_dir).find(receipt_id)
-    if str(out) == "-":  # as `keys import NAME -` and `--from -` read stdin
+    if out == "-":  # as `keys import NAME -` and `--from -` read stdin
         inv.out.emit_json(bundle)
         return
-    refuse_missing_folder(out)  # as keys export: no folder is made, none written over
-    if (out.exists() or out.is_symlink()) and not force:
+    path = Path(out)
+    refuse_missing_folder(path)  # as keys export: no folder is made, none written over
+    if (path.exists() or path.is_symlink()) and not force:
         raise UsageError(f"{out} exists", hint="pass --force to overwrite it")
-    atomic_write_json(out, bundle, mode=0o644, error=UsageError)
-    inv.out.result({"path": str(out), "bundle_id": bundle.get("bundle_id")}, str(out))
+    atomic_write_json(path, bundle, mode=0o644, error=UsageError)
+    inv.out.result({"path": out, "bundle_id": bundle.get("bundle_id")}, out)
 
 
 @app.command("verify")
@@ -170,17 +171,17 @@ def verify_command(
             )
     bundle = Archive.load(bundle_file)
     expect_master = (
-        parse_hex(master_key, field="--master-key", length=32, error=UsageError)
+        parse_hex(master_key, field="--master-key", length=32, error=UsageError, typed=True)
         if master_key is not None
         else None
     )
     expect_service = (
-        parse_hex(service_key, field="--service-key", length=32, error=UsageError)
+        parse_hex(service_key, field="--service-key", length=32, error=UsageError, typed=True)
         if service_key is not None
         else None
     )
     expect_registry = (
-        parse_hex(registry_key, field="--registry-key", length=32, error=UsageError)
+        parse_hex(registry_key, field="--registry-key", length=32, error=UsageError, typed=True)
         if registry_key is not None
         else None
     )

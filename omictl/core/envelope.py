@@ -40,6 +40,8 @@ ENVELOPE_MEMBERS = ("version", "data", "signature", "public_key_hint")
 #: lower-case hex (the protocol's encoding) or upper-case hex, which readers accept; a mix
 #: of both is neither, and is refused like any other non-hex (PROTOCOL.md section 1)
 _HEX_RE = re.compile(r"[0-9a-f]*|[0-9A-F]*")
+#: what a person may type for a key on the command line: any case
+_ANY_CASE_HEX_RE = re.compile(r"[0-9a-fA-F]*")
 
 
 class EnvelopeError(ProtocolError):
@@ -58,15 +60,18 @@ def parse_hex(
     field: str,
     length: int,
     error: type[OmictlError] = ProtocolError,
+    typed: bool = False,
 ) -> bytes:
-    """Decode ``value`` as exactly ``length`` bytes of hex (lower or upper case, not mixed).
+    """Decode ``value`` as exactly ``length`` bytes of hex (lower or upper case, not mixed;
+    ``typed``: a value a person gave on the command line, in any case, since the protocol's
+    rule is for what peers send).
 
     Raises ``error`` (default :class:`ProtocolError`) naming ``field`` for anything else:
     a non-string, odd length, a wrong length or a non-hex character.
     """
     if not isinstance(value, str):
         raise error(f"{field} must be a hex string, got {type(value).__name__}")
-    if len(value) != 2 * length or not _HEX_RE.fullmatch(value):
+    if len(value) != 2 * length or not (_ANY_CASE_HEX_RE if typed else _HEX_RE).fullmatch(value):
         raise error(
             f"{field} must be {2 * length} hex characters ({length} bytes)",
             hint="hex uses only 0-9 and a-f (or only 0-9 and A-F)",

@@ -8,8 +8,9 @@ What this module guarantees (PROTOCOL.md sections 5 and 6):
   failures, 429 and 502/503/504, with a freshly signed body for every try; answers capped
   at :data:`MAX_BODY_BYTES` *decoded* bytes and bounded by a wall-clock deadline;
 * every failure leaves as an :class:`~omictl.errors.OmictlError` (``raise ... from``):
-  :class:`~omictl.errors.RemoteRejected` (exit 4) for a 4xx,
-  :class:`~omictl.errors.ProtocolError` (exit 5) for an answer that breaks the contract,
+  :class:`~omictl.errors.RemoteRejected` (exit 4) for a problem+json 4xx,
+  :class:`~omictl.errors.ProtocolError` (exit 5) for an answer that breaks the contract
+  (a 4xx without a problem+json body included),
   :class:`~omictl.errors.RemoteUnavailable` (exit 6) for timeouts, connection errors and
   5xx after retries.
 """
@@ -523,6 +524,8 @@ def _one_try(
                 f"{what}: TLS with {host} failed: {printable(str(tls), 200)}",
                 hint="check the URL; for a private CA set SSL_CERT_FILE",
                 code="tls_error",
+                # no TLS, no request; an earlier try (a timeout) may have sent one
+                details={"never_sent": True} if attempt == 1 else None,
             ) from exc
         retryable = isinstance(
             exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
@@ -603,9 +606,10 @@ def request_json(
 
     Raises :class:`ProtocolError` for any redirect (never followed), an answer over
     :data:`MAX_BODY_BYTES` (after decoding), or a 2xx that is not strict JSON with a JSON
-    content type; :class:`RemoteRejected` for another 4xx (title and detail of a
-    problem+json shown, with a hint per code); :class:`RemoteUnavailable` for 5xx, 429
-    after the last try, connection errors, timeouts and a passed deadline. Nothing but
+    content type, or a 4xx without a problem+json body; :class:`RemoteRejected` for a
+    problem+json 4xx (its title and detail shown, with a hint per code);
+    :class:`RemoteUnavailable` for 5xx, 429 after the last try, connection errors,
+    timeouts and a passed deadline. Nothing but
     :class:`OmictlError` escapes.
     """
     clock = policy.clock

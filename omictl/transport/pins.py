@@ -304,7 +304,11 @@ def pin_explicit(pins: PinStore, registry_url: str, public_key_hex: str) -> PinC
     Raises :class:`UsageError` for a malformed URL or key, or a corrupt pin file.
     """
     public_key = parse_hex(
-        public_key_hex, field="--public-key", length=PUBLIC_KEY_BYTES, error=UsageError
+        public_key_hex,
+        field="--public-key",
+        length=PUBLIC_KEY_BYTES,
+        error=UsageError,
+        typed=True,
     )
     url = normalize_url(registry_url, what="registry URL")
     # read under the lock with the write: two (or more) when two spellings pinned two keys

@@ -404,6 +404,10 @@ def test_export_out_dash_is_stdout_and_an_empty_out_is_refused(
     result = cli("keys", "export", "master", "--out", "")
     assert_clean_error(result, 2)
     assert "is a folder" in result.err
+    # only "-" itself is stdout: ./- is a file of that name, as the user wrote it
+    result = cli("keys", "export", "master", "--public", "--out", "./-")
+    assert result.code == 0 and (tmp_path / "-").read_text().strip() == PUB.hex()
+    assert "to ./-" in result.err
 
 
 @pytest.mark.parametrize(
@@ -623,6 +627,8 @@ def test_sign_then_verify(cli: Cli, tmp_path: Path) -> None:
     ok = cli("-o", "json", "keys", "verify", str(good), "--public-key", PUB.hex())
     assert ok.code == 0, ok.err
     assert ok.json() == {"valid": True, "key_id": KID, "context": "x"}
+    mixed = "".join(c.upper() if i % 2 else c for i, c in enumerate(PUB.hex()))
+    assert cli("keys", "verify", str(good), "--public-key", mixed).code == 0  # typed: any case
     env["data"]["n"] = 2
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(env))

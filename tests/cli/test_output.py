@@ -133,6 +133,31 @@ def test_an_error_after_the_document_adds_no_second_document(
     assert "interrupted (SIGTERM)" in captured.err
 
 
+@pytest.mark.parametrize(
+    ("env", "stdout_tty", "styled"),
+    [
+        ({}, True, True),
+        ({}, False, False),
+        ({"NO_COLOR": "1"}, True, False),
+        ({"NO_COLOR": ""}, True, True),  # no-color.org: an empty value is not set
+        ({"FORCE_COLOR": "1"}, False, True),
+        ({"FORCE_COLOR": ""}, False, False),  # force-color.org: nor here
+        ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, True, False),  # NO_COLOR wins
+    ],
+)
+def test_colour_follows_no_color_force_color_and_stdout(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], stdout_tty: bool, styled: bool
+) -> None:
+    import omictl.cli.output as output_module
+
+    for name in ("NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(output_module, "is_terminal", lambda stream: stdout_tty)
+    assert output_module._styled() is styled
+
+
 @pytest.mark.usefixtures("plain_stderr")
 @pytest.mark.parametrize(
     ("no_color", "stdout_tty", "live"),

@@ -175,6 +175,8 @@ def test_parse_hex_refuses_mixed_case() -> None:
     an error naming the field"; a mix of cases is neither encoding."""
     with pytest.raises(ProtocolError, match=r"^f must be 4 hex characters"):
         parse_hex("ABcd", field="f", length=2)
+    # a key a person types on the command line may be in any case
+    assert parse_hex("ABcd", field="--public-key", length=2, typed=True) == b"\xab\xcd"
 
 
 @pytest.mark.parametrize("text", ['{"a":1,"a":2}', '{"a":NaN}', '{"a":Infinity}', "{", b"\xff"])

@@ -597,6 +597,7 @@ def test_tls_failure_not_retried(policy: RetryPolicy) -> None:
     assert info.value.code == "tls_error"
     assert info.value.message.startswith("test call: TLS with 127.0.0.1:")
     assert accepted == [1]
+    assert info.value.details["never_sent"] is True  # no handshake, no request
 
 
 # --------------------------------------------------------------------------- deadline
