@@ -274,12 +274,13 @@ class Interrupted(Aborted):
     RESUME_HINT_ATTR = "omictl_resume_hint"
 
     @classmethod
-    def of(cls, interrupt: KeyboardInterrupt) -> Interrupted:
+    def of(cls, interrupt: KeyboardInterrupt, *, hint: str | None = None) -> Interrupted:
         """The report of ``interrupt``: a :class:`SignalInterrupt` names its signal; a plain
-        KeyboardInterrupt is Python's own Ctrl-C (SIGINT)."""
+        KeyboardInterrupt is Python's own Ctrl-C (SIGINT). The hint is the one the
+        interrupted command set, else ``hint``, else :data:`RESUME_HINT`."""
         return cls.by(
             getattr(interrupt, "signal_name", "SIGINT"),
-            hint=getattr(interrupt, cls.RESUME_HINT_ATTR, None),
+            hint=getattr(interrupt, cls.RESUME_HINT_ATTR, None) or hint,
         )
 
     @classmethod

@@ -79,7 +79,10 @@ def _env_value(var: str, env: Mapping[str, str]) -> str:
     value = env.get(var)
     if value is None:
         raise KeystoreError(
-            f"key reference env:{var}: the variable {var} is not set", code="unknown_key"
+            f"key reference env:{var}: the variable {var} is not set",
+            hint=f"set {var} (in CI: the secret holding the key), or choose another key "
+            "with --key or OMICTL_KEY",
+            code="unknown_key",
         )
     if not value.strip():
         raise KeystoreError(f"key reference env:{var}: the variable {var} is empty")

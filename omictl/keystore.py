@@ -173,10 +173,11 @@ class PassphraseSource:
             return self._from_file(self.passphrase_file)
         if self.env_var in self.env:
             value = self.env[self.env_var]
-            if not value:
-                raise UsageError(
+            if not value:  # a CI secret that expanded to nothing: a passphrase problem (3)
+                raise KeystoreError(
                     f"{self.env_var} is set but empty",
                     hint=f"unset it, or put the passphrase in it or in {self.file_option}",
+                    code="no_passphrase",
                 )
             return value.encode("utf-8")
         if not self.interactive:
@@ -224,8 +225,8 @@ class PassphraseSource:
             raw = raw[:-2]
         elif raw.endswith(b"\n"):
             raw = raw[:-1]
-        if not raw:
-            raise UsageError(f"passphrase file {path} is empty")
+        if not raw:  # as an empty typed passphrase: a passphrase problem (exit 3)
+            raise KeystoreError(f"passphrase file {path} is empty", code="no_passphrase")
         return raw
 
 

@@ -144,9 +144,12 @@ def test_env_ref_unencrypted_key_file_warns() -> None:
 
 @pytest.mark.parametrize("env", [{}, {"CI_KEY": ""}, {"CI_KEY": "  "}])
 def test_env_ref_unset_or_empty(env: dict[str, str]) -> None:
-    """env:VAR unset or empty is exit 3, naming the variable."""
-    with pytest.raises(KeystoreError, match="CI_KEY"):
+    """env:VAR unset or empty is exit 3, naming the variable; unset, the hint says how
+    to give it."""
+    with pytest.raises(KeystoreError, match="CI_KEY") as info:
         load_signer("env:CI_KEY", keys_dir=Path("/x"), passphrases=none(), env=env)
+    if not env:
+        assert info.value.hint is not None and "set CI_KEY" in info.value.hint
 
 
 def test_env_ref_malformed_seed_is_not_echoed() -> None:

@@ -504,11 +504,12 @@ def test_passphrase_file_beats_environment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content", [b"", b"\n"])
 def test_empty_passphrase_file_is_refused(tmp_path: Path, content: bytes) -> None:
-    """An empty passphrase file is a usage error."""
+    """An empty passphrase file is a passphrase problem (exit 3), as an empty typed one."""
     path = tmp_path / "pass"
     path.write_bytes(content)
-    with pytest.raises(UsageError, match="empty"):
+    with pytest.raises(KeystoreError, match="empty") as info:
         PassphraseSource(passphrase_file=path, env={}).get("p: ")
+    assert info.value.exit_code == ExitCode.KEY
 
 
 def test_missing_passphrase_file_is_refused(tmp_path: Path) -> None:
@@ -525,8 +526,9 @@ def test_env_passphrase() -> None:
 def test_set_but_empty_env_is_refused() -> None:
     """OMICTL_PASSPHRASE set to '' is refused, not treated as unset."""
     src = PassphraseSource(env={"OMICTL_PASSPHRASE": ""}, interactive=True)
-    with pytest.raises(UsageError, match="set but empty"):
+    with pytest.raises(KeystoreError, match="set but empty") as info:
         src.get("p: ")
+    assert info.value.exit_code == ExitCode.KEY  # as no passphrase at all (CLI.md: 3)
 
 
 def test_no_source_and_no_tty_names_the_sources() -> None:

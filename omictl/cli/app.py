@@ -7,11 +7,12 @@ and ``omictl keys list`` start fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -121,16 +122,23 @@ def main_callback(
     if output is not None and output not in ("text", "json"):
         raise UsageError(f"--output must be 'text' or 'json', not {output!r}")
     _json_mode_for_errors = (output or os.environ.get("OMICTL_OUTPUT")) == "json"
-    settings = resolve_settings(
-        home=home,
-        profile=profile,
-        registry=registry,
-        output=output,
-        debug=debug,
-        # `config set` is how a new profile comes to exist, and how a bad value is repaired
-        allow_missing_profile=ctx.invoked_subcommand == "config",
-        lenient=ctx.invoked_subcommand == "config",
+    options: dict[str, Any] = dict(
+        home=home, profile=profile, registry=registry, output=output, debug=debug
     )
+    try:
+        settings = resolve_settings(
+            **options,
+            # `config set` is how a new profile comes to exist, and how a bad value is
+            # repaired
+            allow_missing_profile=ctx.invoked_subcommand == "config",
+            lenient=ctx.invoked_subcommand == "config",
+        )
+    except UsageError:
+        if not _json_mode_for_errors:  # a profile's `output = "json"` still gets its document
+            with contextlib.suppress(OmictlError):
+                lenient = resolve_settings(**options, allow_missing_profile=True, lenient=True)
+                _json_mode_for_errors = lenient.output == "json"
+        raise
     _json_mode_for_errors = settings.output == "json"
     ctx.obj = Invocation(
         settings=settings, out=Output(json_mode=_json_mode_for_errors, debug=debug)
@@ -258,7 +266,7 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # a SignalInterrupt, or Ctrl-C outside the handlers
         if is_terminal(sys.stderr):
             print(file=sys.stderr)  # off the line a prompt or progress left open
-        error = Interrupted.of(exc)
+        error = Interrupted.of(exc, hint=_interrupt_hint(_command_name(args)))
         partial = getattr(exc, "partial", None)
         if isinstance(partial, dict) and isinstance(partial.get("error"), dict):
             # a command may have set another hint after the result was built (omictl demo)
@@ -288,6 +296,16 @@ def run(argv: list[str] | None = None) -> int:
         )
         return int(ExitCode.INTERNAL)
     return 0
+
+
+def _interrupt_hint(command: str | None) -> str:
+    """What to do after an interrupt that came before (or outside) the command's own
+    handling: only a decommission has a journal to resume from."""
+    if command == "decommission":
+        return Interrupted.RESUME_HINT
+    if command == "demo":
+        return "`omictl demo` starts afresh (its sandbox and temporary home are gone)"
+    return "re-run the same command"
 
 
 def _click_exceptions() -> tuple[type[Exception], type[BaseException]]:

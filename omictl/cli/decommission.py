@@ -113,7 +113,7 @@ def decommission_command(
         typer.Option(
             "--timeout",
             metavar="SECONDS",
-            help="Connect/read timeout in seconds [default: 10].",
+            help="Connect/read timeout in seconds [default: 10; env: OMICTL_TIMEOUT].",
             show_default=False,
         ),
     ] = None,
@@ -135,7 +135,7 @@ def decommission_command(
         typer.Option(
             "--concurrency",
             metavar="N",
-            help="Services at once with --all/--from [default: 8].",
+            help="Services at once with --all/--from [default: 8; env: OMICTL_CONCURRENCY].",
             show_default=False,
         ),
     ] = None,

@@ -111,6 +111,9 @@ def demo_command(
         else:
             import shutil
 
-            out.info(f"(the demo home {tmp} is removed now; --keep keeps it to inspect)")
+            out.info(
+                f"(the demo home {tmp} is removed now, the evidence bundle above with it; "
+                "--keep keeps them to inspect)"
+            )
 
             shutil.rmtree(tmp, ignore_errors=True)

@@ -45,7 +45,7 @@ TimeoutOpt = Annotated[
     typer.Option(
         "--timeout",
         metavar="SECONDS",
-        help="Connect/read timeout in seconds [default: 10].",
+        help="Connect/read timeout in seconds [default: 10; env: OMICTL_TIMEOUT].",
         show_default=False,
     ),
 ]

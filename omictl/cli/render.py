@@ -111,6 +111,8 @@ def result_text(result: Result) -> str:
         parts.append(f"evidence {result.bundle}")
     if result.error:
         parts.append(f"error: {result.error.get('message', '')}")
+        if result.error.get("hint"):  # what to do (a journal to move, a re-run), as for one
+            parts.append(f"hint: {result.error['hint']}")
     return inert("  ".join(parts))
 
 

@@ -12,6 +12,15 @@ from omictl.cli.app import _misplaced_global, run
 pytestmark = pytest.mark.usefixtures("clean_omictl_env")
 
 
+@pytest.fixture(autouse=True)
+def temp_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`omictl demo` makes its home with tempfile: under this test's folder, so a kept
+    (--keep) or interrupted demo leaves nothing in the system's temp folder."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 def test_a_global_option_after_the_subcommand_gets_a_hint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -158,21 +167,54 @@ def test_an_interrupted_json_demo_has_the_demo_hint_in_its_document(
     assert "starts afresh" in doc["error"]["hint"] and "journal" not in doc["error"]["hint"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["demo"], "`omictl demo` starts afresh"),
+        (["status", "org.omiappreg.x.y.abcdef"], "re-run the same command"),
+    ],
+    ids=["demo-before-its-home", "status"],
+)
+def test_an_interrupt_outside_a_decommission_does_not_speak_of_a_journal(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    hint: str,
+) -> None:
+    """SIGTERM early in `omictl demo` (before its own handling) or during another command:
+    exit 130, and the hint is that command's, not "resumes from its journal"."""
+    import signal
+    import tempfile
+
+    from omictl.workflow import session
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        signal.raise_signal(signal.SIGTERM)
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", stopped)  # the demo's first step
+    monkeypatch.setattr(session, "open_session", stopped)  # status's first contact
+    monkeypatch.setenv("OMICTL_REGISTRY", "http://127.0.0.1:9")
+    code = run(["--home", str(tmp_path), *argv])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted (SIGTERM)" in err
+    shown = next(line for line in err.splitlines() if line.startswith("hint: "))
+    assert hint in shown and "journal" not in shown
+
+
 @pytest.mark.parametrize("keep", [False, True])
 def test_a_json_demo_says_whether_the_bundle_path_still_exists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep: bool
 ) -> None:
     """`omictl -o json demo`: its bundle path lies in the demo's home, removed at the end
     unless --keep; the document says which (demo_home), and the path is there iff kept."""
-    import shutil
-
     code = run(["--home", str(tmp_path), "-o", "json", "demo", *(["--keep"] if keep else [])])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["status"] == "REVOKED"
     assert doc["demo_home"]["kept"] is keep
     assert Path(doc["bundle"]).is_relative_to(doc["demo_home"]["path"])
     assert Path(doc["bundle"]).exists() is keep
-    shutil.rmtree(doc["demo_home"]["path"], ignore_errors=True)
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])

@@ -278,3 +278,16 @@ def test_a_nan_elsewhere_in_the_file_does_not_stop_an_edit(
     config.write_text("[profiles.ci]\ntimeout = nan\n[profiles.default]\ntimeout = 5\n")
     assert cli(capsys, "--home", home, "config", "set", "concurrency", "4")[0] == 0
     assert "timeout = nan" in config.read_text() and "concurrency = 4" in config.read_text()
+
+
+def test_a_profile_with_json_output_gets_its_error_document_even_when_a_setting_is_bad(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CI profile sets output = "json": a bad value elsewhere in it still ends in the
+    one JSON error document on stdout, not text only."""
+    (tmp_path / "config.toml").write_text(
+        '[profiles.ci]\noutput = "json"\ntimeout = "abc"\n', encoding="utf-8"
+    )
+    code, out, _ = cli(capsys, "--home", str(tmp_path), "--profile", "ci", "keys", "list")
+    assert code == 2
+    assert json.loads(out)["error"]["code"] == "usage"

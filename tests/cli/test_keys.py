@@ -300,7 +300,7 @@ ERROR_CASES: dict[str, tuple[Callable[..., list[str]], int, str]] = {
     "hostile_kdf": (_hostile_kdf, 3, "memlimit"),
     "swapped_public_key": (_swapped_public_key, 3, "inconsistent"),
     "no_passphrase_source": (_no_passphrase_source, 3, "OMICTL_PASSPHRASE is not set"),
-    "empty_env_passphrase": (_empty_env_passphrase, 2, "set but empty"),
+    "empty_env_passphrase": (_empty_env_passphrase, 3, "set but empty"),
     "malformed_seed": (_malformed_seed, 2, "not a 32-byte Ed25519 seed"),
     "bad_name": (_bad_name, 2, "is not valid"),
     "malformed_env_seed": (_malformed_env_seed, 3, "CI_SEED is not a 32-byte"),

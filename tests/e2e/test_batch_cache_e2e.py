@@ -32,6 +32,19 @@ def test_batch_wrong_master_key_stops_every_service(
         assert e2e.sandbox.binding_status(sid) == "ACTIVE"
 
 
+def test_a_failed_service_in_a_text_batch_carries_its_hint(
+    e2e: E2E, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text output of a batch: each failed service's line (progress on stderr, report on
+    stdout) carries its error's hint, as a one-service run prints it."""
+    monkeypatch.setenv("OMICTL_E2E_SEED", secrets.token_hex(32))
+    res = e2e.cli("decommission", e2e.app_id, "--all", "--yes")
+    assert res.code == 5
+    failed = [line for line in res.out.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 3 and all("  hint: " in line for line in failed)
+    assert res.err.count("  hint: ") >= 3
+
+
 def test_batch_changed_registry_key_stops_every_service(e2e: E2E) -> None:
     """--all against a registry whose key differs from the pinned one: exit 5, nothing sent."""
     impostor = Signer(secrets.token_bytes(32)).public_key.hex()
