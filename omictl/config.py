@@ -209,10 +209,29 @@ def _profiles(text: str, path: Path, *, lenient: bool = False) -> dict[str, dict
                 out[name][key] = parse_setting(key, value, source=f"{path} [profiles.{name}]")
             except UsageError as exc:
                 if not lenient:
-                    exc.hint = _repair_hint(name, key)
+                    exc.hint = repair_hint(name, key)
                     raise
                 out[name][key] = Invalid(repr(value), exc.message)
     return out
+
+
+def key_ref_problem(settings: Settings) -> tuple[str, str] | None:
+    """What is wrong with the form of the key reference the settings give (from
+    ``OMICTL_KEY`` or the profile), with how to repair it; ``None`` when it is fine. It is
+    checked where the default key is used (``cli.common.default_key_ref``) and shown by
+    ``config show``, not when settings resolve: an explicit ``--key`` or a command that
+    needs no key must not be stopped by it."""
+    from omictl.keyref import check_key_ref  # lazy: keyref imports this module
+
+    try:
+        check_key_ref(settings.key)
+    except UsageError as exc:
+        source = settings.sources.get("key")
+        if source == "env":
+            return f"key (from OMICTL_KEY): {exc.message}", "fix or unset OMICTL_KEY"
+        where = f"{settings.paths.config_file} [profiles.{settings.profile}]"
+        return f"key (from {where}): {exc.message}", repair_hint(settings.profile, "key")
+    return None
 
 
 def missing_profile(profile: str, config_file: Path) -> UsageError:
@@ -230,7 +249,7 @@ def profile_exists(settings: Settings) -> bool:
     )
 
 
-def _repair_hint(profile: str, key: str) -> str:
+def repair_hint(profile: str, key: str) -> str:
     """How to repair a bad ``key`` in ``profile`` (the config commands accept a bad file)."""
     chosen = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
     if key not in PROFILE_KEYS:
@@ -386,7 +405,7 @@ def resolve_settings(
     table = profiles.get(profile_name, {})
     for key, value in table.items():
         if isinstance(value, Invalid) and not lenient:
-            raise UsageError(value.message, hint=_repair_hint(profile_name, key))
+            raise UsageError(value.message, hint=repair_hint(profile_name, key))
     flags = {"registry": registry, "output": output}
     env_names = {
         "registry": "OMICTL_REGISTRY",
@@ -418,12 +437,12 @@ def resolve_settings(
             values[key], sources[key] = table[key], "profile"
         else:
             if key in table and key not in invalid:
-                invalid[key] = (table[key].message, _repair_hint(profile_name, key))
+                invalid[key] = (table[key].message, repair_hint(profile_name, key))
             sources[key] = "default"
     for key, value in table.items():  # a setting omictl does not know (lenient only)
         if key not in PROFILE_KEYS and isinstance(value, Invalid):
-            invalid[key] = (value.message, _repair_hint(profile_name, key))
-    return Settings(
+            invalid[key] = (value.message, repair_hint(profile_name, key))
+    settings = Settings(
         paths=paths,
         profile=profile_name,
         debug=debug,
@@ -431,3 +450,8 @@ def resolve_settings(
         invalid=invalid,
         **values,
     )
+    if lenient and "key" not in invalid and sources.get("key") in ("env", "profile"):
+        problem = key_ref_problem(settings)  # shown by config show; refused where used
+        if problem is not None:
+            invalid["key"] = problem
+    return settings

@@ -80,12 +80,14 @@ def _env_value(var: str, env: Mapping[str, str]) -> str:
     if value is None:
         raise KeystoreError(
             f"key reference env:{var}: the variable {var} is not set",
-            hint=f"set {var} (in CI: the secret holding the key), or choose another key "
-            "with --key or OMICTL_KEY",
+            hint=f"set {var} (in CI: the secret holding the key), or name another key",
             code="unknown_key",
         )
     if not value.strip():
-        raise KeystoreError(f"key reference env:{var}: the variable {var} is empty")
+        raise KeystoreError(
+            f"key reference env:{var}: the variable {var} is empty",
+            hint=f"check that the secret behind {var} is set where this job runs",
+        )
     return value
 
 

@@ -165,9 +165,9 @@ class PassphraseSource:
     def get(self, prompt: str, *, confirm: bool = False) -> bytes:
         """Return a non-empty passphrase from the first source that has one.
 
-        Raises :class:`UsageError` for an unreadable, empty or oversized passphrase file
-        or a set-but-empty variable, and :class:`KeystoreError` when no source is
-        available, for an empty typed passphrase, or when the two typed ones differ.
+        Raises :class:`UsageError` for an unreadable or oversized passphrase file, and
+        :class:`KeystoreError` when no source is available, for an empty passphrase (a
+        file, a set-but-empty variable, a typed one) or when the two typed ones differ.
         """
         if self.passphrase_file is not None:
             return self._from_file(self.passphrase_file)

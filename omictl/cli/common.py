@@ -71,22 +71,13 @@ def default_key_ref(inv: Invocation) -> str:
     ``master``), its form checked here, when a command needs it: a malformed one is exit 2
     naming where it came from. Checked at use, not when settings resolve, so an explicit
     ``--key`` or a command that needs no key is never stopped by it."""
-    from omictl.keyref import check_key_ref
+    from omictl.config import key_ref_problem
 
-    ref = inv.settings.key
-    source = inv.settings.sources.get("key")
-    try:
-        return check_key_ref(ref)
-    except UsageError as exc:
-        where = {"env": "OMICTL_KEY", "profile": f"profile {inv.settings.profile}"}.get(
-            source or "", "the settings"
-        )
-        fix = (
-            "fix or unset OMICTL_KEY"
-            if source == "env"
-            else "fix it with: omictl config set key REF, or pass --key REF"
-        )
-        raise UsageError(f"key (from {where}): {exc.message}", hint=fix) from exc
+    problem = key_ref_problem(inv.settings)
+    if problem is not None:
+        message, hint = problem
+        raise UsageError(message, hint=hint)
+    return inv.settings.key
 
 
 class Caught:

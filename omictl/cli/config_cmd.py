@@ -38,8 +38,13 @@ def _existing(inv: Invocation) -> Invocation:
 
 def _warn_invalid(inv: Invocation) -> None:
     """Say which settings other commands will refuse, and how to repair each."""
-    for message, repair in inv.settings.invalid.values():
-        inv.out.warn(f"{message}: other commands refuse to run until it is fixed ({repair})")
+    for key, (message, repair) in inv.settings.invalid.items():
+        refused = (
+            "commands that use the default key refuse it"
+            if key == "key"
+            else "other commands refuse to run until it is fixed"
+        )
+        inv.out.warn(f"{message}: {refused} ({repair})")
 
 
 @app.command("show")

@@ -41,6 +41,7 @@ def demo_command(
 
         raise UsageError("--services must be between 1 and 100")
     tmp = tempfile.mkdtemp(prefix="omictl-demo-")
+    bundled = False  # whether a bundle was written (and is removed with the home)
     try:
         home = Path(tmp)
         settings = Settings(paths=Paths.for_home(home), output=inv.settings.output)
@@ -74,6 +75,7 @@ def demo_command(
                 result = decommission(Target(sandbox.app_id, service_id), deps)
                 remaining = session.registry.list_services(sandbox.app_id, active_only=True)
             assert result.bundle is not None
+            bundled = True
             report = verify_bundle(Archive.load(Path(result.bundle)))
             purges = sandbox.purges()
         out.info("\n[bold]Checked[/bold]", markup=True)
@@ -112,8 +114,9 @@ def demo_command(
             import shutil
 
             out.info(
-                f"(the demo home {tmp} is removed now, the evidence bundle above with it; "
-                "--keep keeps them to inspect)"
+                f"(the demo home {tmp} is removed now"
+                + (", the evidence bundle above with it" if bundled else "")
+                + "; --keep keeps it to inspect)"
             )
 
             shutil.rmtree(tmp, ignore_errors=True)

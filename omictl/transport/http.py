@@ -524,8 +524,12 @@ def _one_try(
                 f"{what}: TLS with {host} failed: {printable(str(tls), 200)}",
                 hint="check the URL; for a private CA set SSL_CERT_FILE",
                 code="tls_error",
-                # no TLS, no request; an earlier try (a timeout) may have sent one
-                details={"never_sent": True} if attempt == 1 else None,
+                # a handshake that failed (while connecting) sent nothing; a TLS error later
+                # (reading the answer) comes after the request, and an earlier try (a
+                # timeout) may have sent one
+                details={"never_sent": True}
+                if attempt == 1 and isinstance(exc, httpx.ConnectError)
+                else None,
             ) from exc
         retryable = isinstance(
             exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError

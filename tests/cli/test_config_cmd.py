@@ -291,3 +291,18 @@ def test_a_profile_with_json_output_gets_its_error_document_even_when_a_setting_
     code, out, _ = cli(capsys, "--home", str(tmp_path), "--profile", "ci", "keys", "list")
     assert code == 2
     assert json.loads(out)["error"]["code"] == "usage"
+
+
+def test_a_bad_key_reference_in_a_profile_names_the_file_and_is_flagged_by_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """key = "bad/name" in [profiles.ci]: the command that uses it names the file and
+    profile, and its hint repairs that profile; config show flags it."""
+    home = str(tmp_path)
+    (tmp_path / "config.toml").write_text('[profiles.ci]\nkey = "bad/name"\n', encoding="utf-8")
+    code, _, err = cli(capsys, "--home", home, "--profile", "ci", "sandbox", "--port", "0")
+    assert code == 2 and "config.toml [profiles.ci]" in err
+    assert "hint: fix it with: omictl --profile ci config set key VALUE" in err
+    code, out, err = cli(capsys, "--home", home, "--profile", "ci", "-o", "json", "config", "show")
+    assert code == 0 and "key" in json.loads(out)["invalid"]
+    assert "commands that use the default key refuse it" in err

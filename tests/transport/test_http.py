@@ -545,6 +545,26 @@ def test_a_request_that_never_connected_says_so(
     assert info.value.details.get("never_sent", False) is never_sent
 
 
+def test_a_tls_error_after_the_handshake_does_not_say_never_sent(policy: RetryPolicy) -> None:
+    """An SSL error while reading the answer (the request went out): tls_error, but not
+    never_sent, so a DELETE that may have arrived is still said to have maybe arrived."""
+    import ssl
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        failure = httpx.ReadError("bad record")
+        failure.__cause__ = ssl.SSLError("decryption failed or bad record mac")
+        raise failure  # as httpcore reports an SSL error while reading (no respx: it
+        # re-chains side effects)
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(RemoteUnavailable) as info,
+    ):
+        _get(client, policy)
+    assert info.value.code == "tls_error"
+    assert "never_sent" not in info.value.details
+
+
 def test_connect_error_then_success(
     mock: respx.MockRouter, client: httpx.Client, policy: RetryPolicy
 ) -> None:
