@@ -91,7 +91,8 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     #: settings whose profile or environment value is unusable (only when resolved with
     #: ``lenient``, for the ``config`` commands): key -> (what is wrong, how to repair it);
-    #: the next layer (or the default) applies
+    #: the next layer (or the default) applies, except for a ``key`` reference of a bad
+    #: form, which stays the value (the commands that use it refuse it)
     invalid: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **values: Any) -> Settings:
@@ -228,7 +229,10 @@ def key_ref_problem(settings: Settings) -> tuple[str, str] | None:
     except UsageError as exc:
         source = settings.sources.get("key")
         if source == "env":
-            return f"key (from OMICTL_KEY): {exc.message}", "fix or unset OMICTL_KEY"
+            return (
+                f"key (from OMICTL_KEY): {exc.message}",
+                "fix or unset OMICTL_KEY, or pass --key REF",
+            )
         where = f"{settings.paths.config_file} [profiles.{settings.profile}]"
         return f"key (from {where}): {exc.message}", repair_hint(settings.profile, "key")
     return None
@@ -254,7 +258,10 @@ def repair_hint(profile: str, key: str) -> str:
     chosen = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
     if key not in PROFILE_KEYS:
         return f"remove it: omictl {chosen}config unset {key}"
-    return f"fix it with: omictl {chosen}config set {key} VALUE (or config unset {key})"
+    hint = (
+        f"fix it with: omictl {chosen}config set {key} VALUE (or omictl {chosen}config unset {key})"
+    )
+    return hint + (", or pass --key REF" if key == "key" else "")
 
 
 CONFIG_HEADER = "# omictl configuration: one [profiles.NAME] table per profile\n\n"
@@ -436,11 +443,11 @@ def resolve_settings(
         if key in table and not isinstance(table[key], Invalid):
             values[key], sources[key] = table[key], "profile"
         else:
-            if key in table and key not in invalid:
-                invalid[key] = (table[key].message, repair_hint(profile_name, key))
             sources[key] = "default"
-    for key, value in table.items():  # a setting omictl does not know (lenient only)
-        if key not in PROFILE_KEYS and isinstance(value, Invalid):
+    for key, value in table.items():  # lenient only (else refused above)
+        # a bad value the environment or a flag hides is still refused by every other
+        # command, and a setting omictl does not know too: both are shown
+        if isinstance(value, Invalid) and key not in invalid:
             invalid[key] = (value.message, repair_hint(profile_name, key))
     settings = Settings(
         paths=paths,

@@ -85,8 +85,8 @@ def _env_value(var: str, env: Mapping[str, str]) -> str:
         )
     if not value.strip():
         raise KeystoreError(
-            f"key reference env:{var}: the variable {var} is empty",
-            hint=f"check that the secret behind {var} is set where this job runs",
+            f"key reference env:{var}: the variable {var} is empty or blank",
+            hint=f"put the key in {var} (in CI: check that its secret is set for this job)",
         )
     return value
 

@@ -93,7 +93,9 @@ def get_command(
     inv = _existing(get_invocation(ctx))
     if key in inv.settings.invalid:
         message, repair = inv.settings.invalid[key]
-        raise UsageError(message, hint=repair)
+        if key != "key":  # the default applies instead: getting it would mislead
+            raise UsageError(message, hint=repair)
+        _warn_invalid(inv)  # a key reference of a bad form is still what is set
     value = getattr(inv.settings, key)
     source = inv.settings.sources.get(key, "default")
     inv.out.result(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -41,7 +42,6 @@ def demo_command(
 
         raise UsageError("--services must be between 1 and 100")
     tmp = tempfile.mkdtemp(prefix="omictl-demo-")
-    bundled = False  # whether a bundle was written (and is removed with the home)
     try:
         home = Path(tmp)
         settings = Settings(paths=Paths.for_home(home), output=inv.settings.output)
@@ -75,7 +75,6 @@ def demo_command(
                 result = decommission(Target(sandbox.app_id, service_id), deps)
                 remaining = session.registry.list_services(sandbox.app_id, active_only=True)
             assert result.bundle is not None
-            bundled = True
             report = verify_bundle(Archive.load(Path(result.bundle)))
             purges = sandbox.purges()
         out.info("\n[bold]Checked[/bold]", markup=True)
@@ -113,6 +112,10 @@ def demo_command(
         else:
             import shutil
 
+            # what is on disk, whatever step failed or was interrupted after the archive
+            bundled = False
+            with contextlib.suppress(Exception):  # only a message depends on it
+                bundled = bool(Archive(Path(tmp) / "receipts").scan()[0])
             out.info(
                 f"(the demo home {tmp} is removed now"
                 + (", the evidence bundle above with it" if bundled else "")

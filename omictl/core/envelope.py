@@ -74,7 +74,7 @@ def parse_hex(
     if len(value) != 2 * length or not (_ANY_CASE_HEX_RE if typed else _HEX_RE).fullmatch(value):
         raise error(
             f"{field} must be {2 * length} hex characters ({length} bytes)",
-            hint="hex uses only 0-9 and a-f"
+            hint="hex: 0-9 and a-f, in either case"
             if typed
             else "hex uses only 0-9 and a-f (or only 0-9 and A-F)",
         )

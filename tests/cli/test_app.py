@@ -203,6 +203,35 @@ def test_an_interrupt_outside_a_decommission_does_not_speak_of_a_journal(
     assert hint in shown and "journal" not in shown
 
 
+@pytest.mark.parametrize(
+    ("stop_at", "bundled"), [("unbind", False), ("check_revoked", True)], ids=["before", "after"]
+)
+def test_the_demo_says_its_bundle_goes_with_its_home_only_when_one_was_written(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stop_at: str,
+    bundled: bool,
+) -> None:
+    """Interrupted before the archive step there is no bundle to speak of; after it (the
+    re-read), the bundle printed by the archive step is removed with the home, and the
+    last line says so."""
+    import signal
+
+    from omictl.workflow.decommission import _Run
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        signal.raise_signal(signal.SIGINT)
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(_Run, stop_at, stopped)
+    assert run(["--home", str(tmp_path), "demo", "--services", "1"]) == 130
+    err = capsys.readouterr().err
+    assert ("archive: " in err) is bundled
+    removed = next(line for line in err.splitlines() if "is removed now" in line)
+    assert ("the evidence bundle above with it" in removed) is bundled
+
+
 @pytest.mark.parametrize("keep", [False, True])
 def test_a_json_demo_says_whether_the_bundle_path_still_exists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep: bool

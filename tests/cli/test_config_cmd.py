@@ -303,6 +303,24 @@ def test_a_bad_key_reference_in_a_profile_names_the_file_and_is_flagged_by_show(
     code, _, err = cli(capsys, "--home", home, "--profile", "ci", "sandbox", "--port", "0")
     assert code == 2 and "config.toml [profiles.ci]" in err
     assert "hint: fix it with: omictl --profile ci config set key VALUE" in err
+    assert "(or omictl --profile ci config unset key), or pass --key REF" in err
     code, out, err = cli(capsys, "--home", home, "--profile", "ci", "-o", "json", "config", "show")
     assert code == 0 and "key" in json.loads(out)["invalid"]
     assert "commands that use the default key refuse it" in err
+    code, out, err = cli(capsys, "--home", home, "--profile", "ci", "config", "get", "key")
+    assert code == 0 and out.strip() == "bad/name" and "refuse it" in err  # still shown
+
+
+def test_config_show_flags_a_bad_profile_value_the_environment_hides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timeout = "abc" in the profile, OMICTL_TIMEOUT=5: other commands still refuse the
+    profile's value, so config show flags it though the variable's value applies."""
+    home = str(tmp_path)
+    (tmp_path / "config.toml").write_text('[profiles.default]\ntimeout = "abc"\n')
+    monkeypatch.setenv("OMICTL_TIMEOUT", "5")
+    assert cli(capsys, "--home", home, "keys", "list")[0] == 2
+    code, out, _ = cli(capsys, "--home", home, "-o", "json", "config", "show")
+    doc = json.loads(out)
+    assert code == 0 and "timeout" in doc["invalid"]
+    assert doc["settings"]["timeout"] == {"value": 5.0, "source": "env"}

@@ -177,6 +177,9 @@ def test_parse_hex_refuses_mixed_case() -> None:
         parse_hex("ABcd", field="f", length=2)
     # a key a person types on the command line may be in any case
     assert parse_hex("ABcd", field="--public-key", length=2, typed=True) == b"\xab\xcd"
+    with pytest.raises(ProtocolError) as info:
+        parse_hex("ABzz", field="--public-key", length=2, typed=True)
+    assert info.value.hint == "hex: 0-9 and a-f, in either case"
 
 
 @pytest.mark.parametrize("text", ['{"a":1,"a":2}', '{"a":NaN}', '{"a":Infinity}', "{", b"\xff"])
