@@ -84,6 +84,8 @@ def status_command(
         return
     if not bindings:
         inv.out.info(f"no {'ACTIVE ' if active_only else ''}bindings for {app_id}")
+    else:  # a header row, as keys list has (scripts read -o json)
+        inv.out.line(f"{'SERVICE':<24} {'STATUS':<8} {'TYPE':<10} ENDPOINT")
     for b in bindings:
         revoked = f" revoked_at={when(b.revoked_at)}" if b.revoked_at else ""
         inv.out.line(

@@ -443,7 +443,11 @@ def test_status_pins_the_registry_key_and_refuses_a_changed_one(e2e: E2E) -> Non
     assert "first contact" in first.err and "pinned its key" in first.err
     pinned = e2e.cli("-o", "json", "registry", "show").json()
     assert first.json()["registry_key_id"] == pinned["key_id"]
-    assert "first contact" not in e2e.cli("status", e2e.app_id).err  # once
+    again = e2e.cli("status", e2e.app_id)
+    assert "first contact" not in again.err  # once
+    header, *rows = again.out.splitlines()
+    assert header.split() == ["SERVICE", "STATUS", "TYPE", "ENDPOINT"]
+    assert [r.split()[0] for r in rows] == list(e2e.sandbox.service_ids)
     other = Signer(secrets.token_bytes(32)).public_key.hex()
     e2e.cli("registry", "pin", e2e.sandbox.registry_url, "--public-key", other)
     refused = e2e.cli("status", e2e.app_id)
