@@ -228,13 +228,17 @@ def key_ref_problem(settings: Settings) -> tuple[str, str] | None:
         check_key_ref(settings.key)
     except UsageError as exc:
         source = settings.sources.get("key")
+        # only the commands that use the default key refuse it: --key is a way out
         if source == "env":
             return (
                 f"key (from OMICTL_KEY): {exc.message}",
                 "fix or unset OMICTL_KEY, or pass --key REF",
             )
         where = f"{settings.paths.config_file} [profiles.{settings.profile}]"
-        return f"key (from {where}): {exc.message}", repair_hint(settings.profile, "key")
+        return (
+            f"key (from {where}): {exc.message}",
+            repair_hint(settings.profile, "key") + ", or pass --key REF",
+        )
     return None
 
 
@@ -258,10 +262,9 @@ def repair_hint(profile: str, key: str) -> str:
     chosen = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
     if key not in PROFILE_KEYS:
         return f"remove it: omictl {chosen}config unset {key}"
-    hint = (
+    return (
         f"fix it with: omictl {chosen}config set {key} VALUE (or omictl {chosen}config unset {key})"
     )
-    return hint + (", or pass --key REF" if key == "key" else "")
 
 
 CONFIG_HEADER = "# omictl configuration: one [profiles.NAME] table per profile\n\n"
@@ -440,6 +443,12 @@ def resolve_settings(
                 if not lenient:
                     raise
                 invalid[key] = (exc.message, exc.hint)
+                if isinstance(table.get(key), Invalid):  # both bad: the profile's is met
+                    # first by the other commands, so it is said first
+                    invalid[key] = (
+                        f"{table[key].message}; and {exc.message}",
+                        f"{repair_hint(profile_name, key)}; and {exc.hint}",
+                    )
         if key in table and not isinstance(table[key], Invalid):
             values[key], sources[key] = table[key], "profile"
         else:

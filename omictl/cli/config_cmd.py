@@ -10,6 +10,7 @@ from omictl.cli.app import Invocation, get_invocation
 from omictl.config import (
     PROFILE_KEYS,
     edit_config,
+    key_ref_problem,
     missing_profile,
     parse_setting,
     profile_exists,
@@ -93,8 +94,8 @@ def get_command(
     inv = _existing(get_invocation(ctx))
     if key in inv.settings.invalid:
         message, repair = inv.settings.invalid[key]
-        if key != "key":  # the default applies instead: getting it would mislead
-            raise UsageError(message, hint=repair)
+        if key != "key" or key_ref_problem(inv.settings) != (message, repair):
+            raise UsageError(message, hint=repair)  # the default applies: it would mislead
         _warn_invalid(inv)  # a key reference of a bad form is still what is set
     value = getattr(inv.settings, key)
     source = inv.settings.sources.get(key, "default")

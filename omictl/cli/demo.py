@@ -112,14 +112,15 @@ def demo_command(
         else:
             import shutil
 
-            # what is on disk, whatever step failed or was interrupted after the archive
-            bundled = False
-            with contextlib.suppress(Exception):  # only a message depends on it
-                bundled = bool(Archive(Path(tmp) / "receipts").scan()[0])
-            out.info(
-                f"(the demo home {tmp} is removed now"
-                + (", the evidence bundle above with it" if bundled else "")
-                + "; --keep keeps it to inspect)"
-            )
-
-            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                # what is on disk, whatever step failed or was interrupted after the archive
+                bundled = False
+                with contextlib.suppress(Exception):  # only a message depends on it
+                    bundled = bool(Archive(Path(tmp) / "receipts").scan()[0])
+                out.info(
+                    f"(the demo home {tmp} is removed now"
+                    + (", the evidence bundle above with it" if bundled else "")
+                    + "; --keep keeps it to inspect)"
+                )
+            finally:  # a second Ctrl-C during the message still removes the home
+                shutil.rmtree(tmp, ignore_errors=True)

@@ -324,3 +324,30 @@ def test_config_show_flags_a_bad_profile_value_the_environment_hides(
     doc = json.loads(out)
     assert code == 0 and "timeout" in doc["invalid"]
     assert doc["settings"]["timeout"] == {"value": 5.0, "source": "env"}
+
+
+@pytest.mark.parametrize("written", ["5", '""'])
+def test_a_key_of_the_wrong_type_is_refused_by_config_get_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], written: str
+) -> None:
+    """key = 5 (not a reference at all): every command refuses it, so config get key is
+    exit 2 too, not the default shown as if it applied, and no hint offers --key."""
+    (tmp_path / "config.toml").write_text(f"[profiles.default]\nkey = {written}\n")
+    code, out, err = cli(capsys, "--home", str(tmp_path), "config", "get", "key")
+    assert code == 2 and out == "" and "--key" not in err
+    code, _, err = cli(capsys, "--home", str(tmp_path), "keys", "list")
+    assert code == 2 and "--key" not in err
+
+
+def test_config_show_flags_both_when_the_profile_and_the_environment_are_bad(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Profile timeout = "x" and OMICTL_TIMEOUT=abc: other commands refuse the profile's
+    first, so config show names it first, and the variable's too."""
+    (tmp_path / "config.toml").write_text('[profiles.default]\ntimeout = "x"\n')
+    monkeypatch.setenv("OMICTL_TIMEOUT", "abc")
+    code, _, err = cli(capsys, "--home", str(tmp_path), "keys", "list")
+    assert code == 2 and "config.toml [profiles.default]" in err
+    code, out, _ = cli(capsys, "--home", str(tmp_path), "-o", "json", "config", "show")
+    error = json.loads(out)["invalid"]["timeout"]["error"]
+    assert error.index("config.toml") < error.index("OMICTL_TIMEOUT")
