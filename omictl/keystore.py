@@ -670,7 +670,8 @@ def _refuse_existing(path: Path, name: str) -> None:
 
 
 def write_key_file(path: Path, key: KeyFile, *, overwrite: bool = False) -> None:
-    """Write ``key`` to ``path`` atomically, mode 0600, its folder 0700.
+    """Write ``key`` to ``path`` atomically, mode 0600, its folder 0700. Callers check the
+    folder first (:func:`check_keys_dir`, before any prompt), as every one here does.
 
     Raises :class:`KeystoreError` if ``path`` exists and ``overwrite`` is false, or on an
     OS error (the old file, if any, is then untouched).
@@ -678,7 +679,6 @@ def write_key_file(path: Path, key: KeyFile, *, overwrite: bool = False) -> None
     if not overwrite:
         _refuse_existing(path, key.name)
     ensure_private_dir(path.parent, error=KeystoreError)
-    check_keys_dir(path.parent)
     atomic_write_json(path, key.to_json(), error=KeystoreError, sweep_stale=True)
 
 

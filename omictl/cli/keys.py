@@ -160,7 +160,6 @@ def generate_cmd(
 ) -> None:
     """Create a new Ed25519 key, encrypted with a passphrase."""
     inv = get_invocation(ctx)
-    check_keys_dir(inv.settings.paths.keys_dir)  # before any prompt
     passphrases = _new_key_passphrases(no_passphrase, passphrase_file)
     replaced = _replaced_key_id(inv.settings.paths.keys_dir, name) if force else None
     key = generate_key(
